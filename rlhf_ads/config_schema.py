@@ -1,0 +1,178 @@
+"""Typed recipe loading: YAML mapping -> nested dataclasses, strictly checked.
+
+Every dataclass field carries `metadata={"help": ...}`. Unknown keys and wrong
+types raise `ConfigError` naming the dotted key and where the value came from
+(the recipe file or a `key=value` override), with a suggestion when one fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from rlhf_ads.errors import ConfigError
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None) -> Any:
+    """A dataclass field with help text (shown by `--help` and in docs)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def load_recipe(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
+    """Build `cls` from a YAML recipe file plus `key.sub=value` overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe file '{path}' not found; pass the path of a YAML recipe (see recipes/)")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+        raw = loaded or {}
+    origins: dict[str, str] = {}
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value, item)
+        origins[key] = f"override '{item}'"
+
+    def origin(key: str) -> str:
+        return origins.get(key, source)
+
+    return _build(cls, raw, "", origin)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The resolved config as plain data (for logging and metrics.json)."""
+    return dataclasses.asdict(obj)
+
+
+def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every leaf field of a config class."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(field_help(hints[f.name], key + "."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            rows.append((key, f.metadata.get("help", ""), default))
+    return rows
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key=value, e.g. generate.max_new_tokens=48")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, item: str) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, origin) -> Any:
+    where = prefix.rstrip(".") or "the recipe"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin(prefix.rstrip('.'))}: '{where}' must be a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"{origin(prefix + str(key))}: unknown key '{prefix}{key}'{hint}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name in data:
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, origin)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{origin(key)}: missing required key '{key}'")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ checks of combinations
+        raise ConfigError(f"{origin(where)}: {where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str, origin) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, {} if value is None else value, key + ".", origin)
+    kind = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if kind in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key, origin)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[-1]
+    if kind is Literal:
+        if value in args:
+            return value
+        raise _type_error(key, origin, "one of " + ", ".join(repr(a) for a in args), value)
+    if kind is list:
+        if not isinstance(value, list):
+            raise _type_error(key, origin, "a list", value)
+        return [_coerce(args[0], v, f"{key}[{i}]", origin) for i, v in enumerate(value)]
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise _type_error(key, origin, "a mapping", value)
+        return {str(k): _coerce(args[1], v, f"{key}.{k}", origin) for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(key, origin, "true or false", value)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _type_error(key, origin, "an integer", value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _type_error(key, origin, "a number", value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _type_error(key, origin, "a string", value)
+    raise TypeError(f"config field '{key}' has an unsupported type {hint!r}")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_error(key: str, origin, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{origin(key)}: '{key}' must be {expected}, got {_describe(value)}")

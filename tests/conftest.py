@@ -1,0 +1,24 @@
+"""Shared fixtures: tests never touch the network, and tiny models are built from a config here."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+
+from tests.tiny import make_tiny_model_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random-init 2-layer Llama with a small byte-level BPE tokenizer and a ChatML template."""
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """A cache folder for converted GGUF models, shared by the tests of one session."""
+    return tmp_path_factory.mktemp("rlhf-ads-cache")

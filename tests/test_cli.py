@@ -1,0 +1,56 @@
+"""The real `rlhf-ads` console script, run as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd, env_extra=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
+    exe = Path(sys.executable).with_name("rlhf-ads")
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_config_prints_resolved_recipe_with_overrides(tmp_path):
+    result = run_cli("config", REPO / "recipes/quickstart.yaml", "generate.num_briefs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert resolved["generate"]["num_briefs"] == 2 and resolved["model"]["base"] == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["generate.max_new_tokns=8"], "did you mean 'generate.max_new_tokens'"),
+    (["model.base=smollm2-135m-instruc"], "did you mean 'smollm2-135m-instruct'"),
+    (["generate.briefs=missing.jsonl"], "data file 'missing.jsonl' not found"),
+])
+def test_bad_input_is_one_error_line_without_traceback(tmp_path, args, fragment):
+    result = run_cli("generate", REPO / "recipes/quickstart.yaml", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("rlhf-ads: error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_on_a_tiny_model_writes_samples(tmp_path, tiny_model_dir):
+    result = run_cli("generate", f"model.base={tiny_model_dir}", "model.dtype=fp32", "generate.num_briefs=3",
+                     "generate.batch_size=2", "generate.max_new_tokens=5", "output_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out/quickstart/generate/samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all({"ad", "chars", "max_chars", "within_limit"} <= set(r) for r in rows)
+    metrics = json.loads((tmp_path / "out/quickstart/generate/metrics.json").read_text())
+    assert metrics["metrics"]["generate/num_ads"] == 3 and metrics["config"]["model"]["dtype"] == "fp32"
+
+
+@pytest.mark.integration
+def test_quickstart_cli_on_the_bundled_model(tmp_path, model_cache):
+    result = run_cli("generate", REPO / "recipes/quickstart.yaml", "generate.num_briefs=2", "generate.max_new_tokens=12",
+                     "output_dir=out", cwd=tmp_path, env_extra={"RLHF_ADS_CACHE": str(model_cache)})
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "out/quickstart/generate/samples.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and all(json.loads(r)["ad"] for r in rows)

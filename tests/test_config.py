@@ -1,0 +1,98 @@
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+
+from rlhf_ads import config
+from rlhf_ads.config_schema import field_help
+from rlhf_ads.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_quickstart_recipe_loads_with_types():
+    recipe = config.load(REPO / "recipes" / "quickstart.yaml")
+    assert recipe.model.base == "smollm2-135m-instruct"
+    assert recipe.model.dtype == "bf16"
+    assert isinstance(recipe.generate.top_p, float)
+    assert recipe.stage_dir("generate") == Path("runs/quickstart/generate")
+
+
+def test_unknown_key_names_key_file_and_suggestion(tmp_path):
+    path = write(tmp_path, "generate:\n  max_new_tokns: 4\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert str(path) in message and "generate.max_new_tokns" in message
+    assert "did you mean 'generate.max_new_tokens'" in message
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'modle'.*did you mean 'model'"):
+        config.load(write(tmp_path, "modle:\n  base: x\n"))
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("generate:\n  max_new_tokens: lots\n", "generate.max_new_tokens", "an integer"),
+    ("generate:\n  top_p: yes\n", "generate.top_p", "a number"),
+    ("model:\n  dtype: fp16\n", "model.dtype", "one of 'fp32', 'bf16'"),
+    ("model:\n  load_in_4bit: 1\n", "model.load_in_4bit", "true or false"),
+    ("model: 3\n", "model", "a mapping"),
+])
+def test_wrong_type_names_key_and_file(tmp_path, text, key, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(path) in str(err.value) and f"'{key}' must be {expected}" in str(err.value)
+
+
+def test_overrides_apply_with_types_and_errors_name_the_override(tmp_path):
+    path = write(tmp_path, "generate:\n  num_briefs: 3\n")
+    recipe = config.load(path, ["generate.num_briefs=5", "model.dtype=fp32", "model.lora.r=4", "generate.top_p=1"])
+    assert (recipe.generate.num_briefs, recipe.model.dtype, recipe.model.lora.r) == (5, "fp32", 4)
+    assert recipe.generate.top_p == 1.0 and isinstance(recipe.generate.top_p, float)
+    with pytest.raises(ConfigError, match=r"override 'generate\.num_brief=2'.*unknown key"):
+        config.load(path, ["generate.num_brief=2"])
+    with pytest.raises(ConfigError, match=r"override 'generate\.num_briefs=two'.*must be an integer"):
+        config.load(path, ["generate.num_briefs=two"])
+    with pytest.raises(ConfigError, match="key=value"):
+        config.load(path, ["generate.num_briefs"])
+
+
+def test_bad_combinations_fail_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="top_p in"):
+        config.load(write(tmp_path, "generate:\n  top_p: 1.5\n"))
+    with pytest.raises(ConfigError, match="lora.r must be >= 1"):
+        config.load(None, ["model.lora.r=0"])
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def _config_classes(cls):
+    yield cls
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _config_classes(hint)
+
+
+def test_every_field_has_help_text():
+    classes = list(_config_classes(config.Recipe))
+    assert config.GenerateConfig in classes and config.LoraSettings in classes
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+    keys = [k for k, _, _ in field_help(config.Recipe)]
+    assert "model.lora.r" in keys and "generate.max_new_tokens" in keys
