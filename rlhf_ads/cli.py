@@ -10,6 +10,7 @@ import sys
 
 from rlhf_ads import config
 from rlhf_ads.config_schema import field_help, to_dict
+from rlhf_ads.data.validation import KINDS
 from rlhf_ads.errors import RlhfAdsError
 
 
@@ -33,7 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_parser(sub, "generate", "write ad copy for briefs with a model", config.GenerateConfig, "generate.")
     _recipe_parser(sub, "config", "print the resolved recipe (after defaults and overrides) as JSON",
                    config.Recipe, "")
+    data = sub.add_parser("data", help="work with data files").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a data file; list every problem row; exit 1 if any")
+    check.add_argument("file", help=".jsonl, .csv, .parquet file or a save_to_disk folder")
+    check.add_argument("--kind", choices=sorted(KINDS), help="data kind (default: guessed from the columns)")
+    check.add_argument("--split", help="for a DatasetDict folder: the split to check")
+    check.add_argument("--columns", nargs="*", default=[], metavar="OURS=YOURS", help="column mapping, e.g. chosen=better_ad")
+    check.add_argument("--max-text-chars", type=int, default=2000, help="longest text field accepted")
     return parser
+
+
+def _data_check(args) -> int:
+    from rlhf_ads.data.formats import read_records
+    from rlhf_ads.data.loading import map_columns
+    from rlhf_ads.data.validation import find_problems, guess_kind
+
+    records = read_records(args.file, args.split)
+    columns = dict(item.split("=", 1) for item in args.columns)
+    kind = args.kind or guess_kind(next((r.row for r in records if r.row), {}))
+    if columns:
+        map_columns(records, columns, kind)
+    good, problems = find_problems(records, kind, args.max_text_chars)
+    for problem in problems:
+        print(problem)
+    bad_rows = len({p.where for p in problems})
+    print(f"{args.file}: {len(records)} rows checked as {kind}: {len(good)} ok, {bad_rows} with problems")
+    return 1 if problems else 0
 
 
 def _split_recipe(args) -> tuple[str | None, list[str]]:
@@ -47,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "data":
+            return _data_check(args)
         recipe = config.load(*_split_recipe(args))
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))

@@ -44,10 +44,30 @@ class ModelConfig:
 
 
 @dataclass
+class DataSource:
+    """Where a stage's rows come from. A plain string in a recipe is short for {path: <string>}."""
+
+    SHORTHAND = "path"
+
+    path: str = option(help=(
+        "'bundled:<kind>[:<split>]' (kinds: briefs, sft, preferences, clicks), a .jsonl/.csv/.parquet file, "
+        "or a datasets save_to_disk folder."))
+    split: str | None = option(None, help="Keep rows whose 'split' column equals this; for a DatasetDict folder, the split.")
+    columns: dict[str, str] = option(help="Map our column names to yours, e.g. {chosen: better_ad, rejected: worse_ad}.",
+                                     factory=dict)
+    on_error: Literal["error", "skip"] = option("error", help=(
+        "Bad rows: 'error' stops naming every one; 'skip' drops them, prints the count by reason and "
+        "saves them to data_problems.jsonl in the stage's output folder."))
+    max_text_chars: int = option(2000, help="Longest text field accepted, in characters.")
+    briefs: str | None = option(None, help="Briefs to resolve a brief_id column against (bundled data: the bundled briefs).")
+
+
+@dataclass
 class GenerateConfig:
     """Stage `generate`: write ad copy for briefs with a model."""
 
-    briefs: str = option("bundled:heldout", help="Briefs to write for: 'bundled:<split>' or a JSONL/CSV/Parquet file of briefs.")
+    briefs: DataSource = option(help="Briefs to write for ('bundled:heldout' is short for the bundled held-out briefs).",
+                                factory=lambda: DataSource("bundled:heldout"))
     adapter: str | None = option(None, help="Optional PEFT adapter folder to apply on the base (e.g. a stage's output).")
     num_briefs: int = option(6, help="How many briefs to write for (the first N).")
     batch_size: int = option(6, help="Prompts per generation batch.")

@@ -124,6 +124,9 @@ def _build(cls: type, data: Any, prefix: str, origin) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str, origin) -> Any:
     if dataclasses.is_dataclass(hint):
+        shorthand = getattr(hint, "SHORTHAND", None)  # e.g. a data source given as just its path
+        if shorthand and isinstance(value, str):
+            value = {shorthand: value}
         return _build(hint, {} if value is None else value, key + ".", origin)
     kind = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -48,7 +48,7 @@ DESIGNERS = {
     "d08_layout": dict(specificity=0.15, keyword_use=0.15, call_to_action=0.1, length_fit=0.35, tone_match=0.1, policy_clean=0.15, sharpness=23.0),
 }
 # Click-through model: logit(CTR) = base + relevance + specificity + CTA + cleanliness - position.
-CTR_BASE = {"google_rsa": -3.2, "microsoft_rsa": -3.4, "meta": -4.2}
+CTR_BASE = {"google_rsa": -3.8, "microsoft_rsa": -4.0, "meta": -4.8}
 CTR_WEIGHTS = {"keyword_use": 1.1, "specificity": 0.9, "call_to_action": 0.5, "policy_clean": 0.6}
 CTR_POSITION_SLOPE = 0.35
 
@@ -100,14 +100,13 @@ def make_preferences(rng: random.Random, brief: dict, candidates: list[dict], st
     """Bradley-Terry choices: P(a over b) = sigmoid(sharpness * (U_d(a) - U_d(b)))."""
     rows = []
     names = sorted(DESIGNERS)
-    for offset in range(PAIRS_PER_BRIEF):
-        a, b = rng.sample(candidates, 2)
-        if a["text"] == b["text"]:
-            continue
+    distinct = list({c["text"]: c for c in candidates}.values())
+    for _ in range(PAIRS_PER_BRIEF if len(distinct) > 1 else 0):
+        a, b = rng.sample(distinct, 2)
         designer = rng.choice(names)
         p_a = 1.0 / (1.0 + math.exp(-DESIGNERS[designer]["sharpness"] * (designer_utility(designer, a) - designer_utility(designer, b))))
         chosen, rejected, p_chosen = (a, b, p_a) if rng.random() < p_a else (b, a, 1.0 - p_a)
-        rows.append(dict(id=f"p{start_id + offset:05d}", brief_id=brief["id"], split=brief["split"],
+        rows.append(dict(id=f"p{start_id + len(rows):05d}", brief_id=brief["id"], split=brief["split"],
                          designer_id=designer, chosen=chosen["text"], rejected=rejected["text"],
                          chosen_gold=chosen["gold"], rejected_gold=rejected["gold"],
                          p_designer_chosen=round(p_chosen, 4)))
@@ -158,6 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     for name, rows in [("briefs", briefs), ("sft", sft), ("preferences", preferences), ("clicks", clicks)]:
         write_jsonl(args.out / f"{name}.jsonl", rows)
         print(f"{name}: {len(rows)} rows")
+    print_summary(briefs, sft, preferences, clicks)
+
+
+def print_summary(briefs: list[dict], sft: list[dict], preferences: list[dict], clicks: list[dict]) -> None:
+    """The figures the data card quotes."""
+    splits = {s: sum(b["split"] == s for b in briefs) for s in ("train", "validation", "heldout")}
+    unseen = {b["category"] for b in briefs if b["split"] == "heldout"} - {b["category"] for b in briefs if b["split"] == "train"}
+    by_id = {b["id"]: Brief(**{k: v for k, v in b.items() if k != "split"}) for b in briefs}
+    fits = [ad_features(by_id[r["brief_id"]], r["completion"])["length_fit"] > 0 for r in sft]
+    agree = sum(p["chosen_gold"] > p["rejected_gold"] for p in preferences) / len(preferences)
+    ceiling = sum(max(p["p_designer_chosen"], 1 - p["p_designer_chosen"]) for p in preferences) / len(preferences)
+    held = [p for p in preferences if p["split"] == "heldout"]
+    held_ceiling = sum(max(p["p_designer_chosen"], 1 - p["p_designer_chosen"]) for p in held) / len(held)
+    ctr = sum(c["clicks"] for c in clicks) / sum(c["impressions"] for c in clicks)
+    print(f"splits {splits}; held-out categories unseen in training: {sorted(unseen)}")
+    print(f"sft: within limit {sum(fits) / len(fits):.3f}, mean gold {sum(r['gold'] for r in sft) / len(sft):.3f}")
+    print(f"preferences: chosen has higher gold {agree:.3f}; noise ceiling {ceiling:.3f} (held-out {held_ceiling:.3f})")
+    print(f"clicks: pooled CTR {ctr:.4f}")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,23 @@ def test_quickstart_cli_on_the_bundled_model(tmp_path, model_cache):
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "out/quickstart/generate/samples.jsonl").read_text().splitlines()
     assert len(rows) == 2 and all(json.loads(r)["ad"] for r in rows)
+
+
+def test_data_check_lists_problems_and_exits_nonzero(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text('{"prompt": "P", "chosen": "A", "rejected": "B"}\n{"prompt": "P", "chosen": "A", "rejected": "A"}\n')
+    result = run_cli("data", "check", path, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{path}:2: field 'rejected': identical to chosen" in result.stdout
+    assert "2 rows checked as preferences: 1 ok, 1 with problems" in result.stdout
+    result = run_cli("data", "check", path, "--kind", "sft", cwd=tmp_path)
+    assert result.returncode == 1 and "field 'completion': missing" in result.stdout
+
+
+def test_data_check_passes_a_clean_file_with_column_mapping(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("brief_text,better_ad,worse_ad\nB,Good ad,Bad ad\n")
+    result = run_cli("data", "check", path, "--kind", "preferences", "--columns", "prompt=brief_text",
+                     "chosen=better_ad", "rejected=worse_ad", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 ok, 0 with problems" in result.stdout

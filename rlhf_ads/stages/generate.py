@@ -8,7 +8,7 @@ import time
 
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
-from rlhf_ads.data import load_briefs, render_prompt
+from rlhf_ads.data import data_options, load_briefs, render_prompt
 from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
 from rlhf_ads.platforms import width_for
@@ -23,7 +23,8 @@ def run(recipe: Recipe) -> dict:
     cfg, model_cfg = recipe.generate, recipe.model
     seed_everything(recipe.seed)
     # 1. briefs -> chat prompts with the platform limit stated
-    briefs = load_briefs(cfg.briefs)[: cfg.num_briefs]
+    out_dir = recipe.stage_dir("generate")
+    briefs = load_briefs(cfg.briefs.path, **data_options(cfg.briefs, out_dir))[: cfg.num_briefs]
     started = time.perf_counter()
     model, tokenizer = load_base(model_cfg.base, dtype=model_cfg.dtype, load_in_4bit=model_cfg.load_in_4bit,
                                  adapter=cfg.adapter, cache_dir=model_cfg.cache_dir)
@@ -39,7 +40,6 @@ def run(recipe: Recipe) -> dict:
         width = width_for(ad, brief.platform)
         rows.append({"brief_id": brief.id, "platform": brief.platform, "field": brief.field, "product": brief.product,
                      "ad": ad, "chars": width, "max_chars": brief.max_chars, "within_limit": width <= brief.max_chars})
-    out_dir = recipe.stage_dir("generate")
     atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     metrics = {
         "generate/num_ads": len(rows),
