@@ -41,7 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--split", help="for a DatasetDict folder: the split to check")
     check.add_argument("--columns", nargs="*", default=[], metavar="OURS=YOURS", help="column mapping, e.g. chosen=better_ad")
     check.add_argument("--max-text-chars", type=int, default=2000, help="longest text field accepted")
+    lint = sub.add_parser("lint", help="check ad texts against platform limits and editorial rules; exit 1 on any")
+    lint.add_argument("file", help="text file (one ad per line) or .jsonl/.csv with an 'ad', 'text' or 'completion' column")
+    lint.add_argument("--platform", help="platform spec (google_rsa, microsoft_rsa, meta); rows may carry their own")
+    lint.add_argument("--field", help="platform field (headline, description, ...) for the length limit")
+    lint.add_argument("--prohibited", nargs="*", default=[], metavar="TERM", help="the advertiser's prohibited terms")
+    lint.add_argument("--supported-claims", nargs="*", default=[], metavar="CLAIM",
+                      help="superlatives the advertiser can verify, e.g. '#1'")
     return parser
+
+
+def _lint(args) -> int:
+    from rlhf_ads.lint import lint_file
+
+    violations, checked = lint_file(args.file, platform=args.platform, field=args.field,
+                                    prohibited_terms=args.prohibited, supported_claims=args.supported_claims)
+    for where, violation in violations:
+        print(f"{where}: {violation}")
+    bad = len({where for where, _ in violations})
+    print(f"{args.file}: {checked} ads checked, {bad} with violations, {len(violations)} violations")
+    return 1 if violations else 0
 
 
 def _data_check(args) -> int:
@@ -75,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "data":
             return _data_check(args)
+        if args.command == "lint":
+            return _lint(args)
         recipe = config.load(*_split_recipe(args))
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rlhf_ads.config_schema import load_recipe, option
 
@@ -83,6 +83,22 @@ class GenerateConfig:
 
 
 @dataclass
+class RewardSpec:
+    """One component of the reward mix."""
+
+    function: str = option(help=(
+        "A registry name (length_limit, length_fit, ad_policy, keyword_coverage, call_to_action, brand_voice, "
+        "repetition, batch_diversity, reward_model, click_through), 'package.module:callable' or "
+        "'path/to/file.py:callable'."))
+    name: str | None = option(None, help="Name in logs (reward/<name>); default: the function's name.")
+    weight: float = option(1.0, help="Weight of this component in the sum.")
+    kwargs: dict[str, Any] = option(help="Keyword arguments: passed to a class's constructor or bound to a function.",
+                                    factory=dict)
+    normalize: bool = option(False, help="Standardize with a running mean/std before weighting (PPO-max).")
+    clip: float | None = option(None, help="Clip the (normalized) value to [-clip, clip].")
+
+
+@dataclass
 class Recipe:
     """A whole recipe: run identity plus one section per stage."""
 
@@ -91,6 +107,7 @@ class Recipe:
     seed: int = option(0, help="Seed for Python, NumPy and torch.")
     model: ModelConfig = option(help="The base model.", factory=ModelConfig)
     generate: GenerateConfig = option(help="Stage `generate`.", factory=GenerateConfig)
+    rewards: list[RewardSpec] = option(help="The reward mix used by PPO and evaluation.", factory=list)
 
     def stage_dir(self, stage: str) -> Path:
         """Output folder of one stage: <output_dir>/<run_name>/<stage>."""

@@ -230,3 +230,37 @@ def _load_adapter(model, adapter: str, trainable: bool):
         raise ModelLoadError(f"adapter folder '{adapter}' has no adapter_config.json; "
                              "pass the output folder of a stage that trained an adapter")
     return PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+
+
+SCORER_META = "rlhf_ads_scorer.json"  # written next to a trained reward / click-through model
+
+
+def load_sequence_scorer(folder: str, *, dtype: str = "bf16", device: torch.device | None = None):
+    """Load a trained scorer folder -> (model, tokenizer, meta), in eval mode with dropout off.
+
+    The folder is either a full `*ForSequenceClassification` save or a PEFT adapter (task SEQ_CLS,
+    score head in modules_to_save) whose `rlhf_ads_scorer.json` names the base.
+    meta: the scorer's metadata, e.g. {"kind": "pairwise" | "ctr", "base": ..., "score_mean": ..., "score_std": ...}.
+    """
+    import json
+
+    from transformers import AutoModelForSequenceClassification
+
+    path = Path(folder)
+    meta_file = path / SCORER_META
+    if not meta_file.is_file() and not (path / "config.json").is_file():
+        raise ModelLoadError(f"'{folder}' is not a trained scorer folder: expected {SCORER_META} (written by "
+                             "`rlhf-ads reward`) or a *ForSequenceClassification save with config.json")
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if (path / "adapter_config.json").is_file():
+        if "base" not in meta:
+            raise ModelLoadError(f"'{folder}' holds an adapter but {SCORER_META} does not name its base model")
+        model, tokenizer = load_base(meta["base"], dtype=dtype, load_in_4bit=meta.get("load_in_4bit", False),
+                                     adapter=str(path), model_class=AutoModelForSequenceClassification,
+                                     device=device, num_labels=1)
+    else:
+        model, tokenizer = load_base(str(path), dtype=dtype, model_class=AutoModelForSequenceClassification,
+                                     device=device, num_labels=1)
+    tokenizer.padding_side = "right"
+    model.eval()
+    return model, tokenizer, meta

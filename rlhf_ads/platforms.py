@@ -47,12 +47,17 @@ def platforms() -> dict[str, PlatformSpec]:
     return specs
 
 
-def field_spec(platform: str, field: str) -> FieldSpec:
-    """The spec of one platform field; a clear error names the valid choices."""
+def platform_spec(platform: str) -> PlatformSpec:
+    """One platform's spec; a clear error names the valid choices."""
     known = platforms()
     if platform not in known:
         raise ConfigError(f"unknown platform '{platform}'; known: {', '.join(known)}")
-    fields = known[platform].fields
+    return known[platform]
+
+
+def field_spec(platform: str, field: str) -> FieldSpec:
+    """The spec of one platform field; a clear error names the valid choices."""
+    fields = platform_spec(platform).fields
     if field not in fields:
         raise ConfigError(f"platform '{platform}' has no field '{field}'; known: {', '.join(fields)}")
     return fields[field]

@@ -74,3 +74,16 @@ def test_data_check_passes_a_clean_file_with_column_mapping(tmp_path):
                      "chosen=better_ad", "rejected=worse_ad", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 ok, 0 with problems" in result.stdout
+
+
+def test_lint_prints_each_violation_with_rule_and_exits_nonzero(tmp_path):
+    ads = tmp_path / "ads.txt"
+    ads.write_text("Trail shoes, 4 mm lugs\nBEST TRAIL SHOES!!!\n")
+    result = run_cli("lint", ads, "--platform", "google_rsa", "--field", "headline", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{ads}:2: excessive_capitals: 'BEST' in capitals" in result.stdout
+    assert f"{ads}:2: unsupported_superlative" in result.stdout and f"{ads}:1:" not in result.stdout
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text('{"ad": "Trail shoes, 4 mm lugs", "platform": "google_rsa", "field": "headline"}\n')
+    result = run_cli("lint", clean, cwd=tmp_path)
+    assert result.returncode == 0 and "1 ads checked, 0 with violations" in result.stdout

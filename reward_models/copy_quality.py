@@ -1,0 +1,97 @@
+"""Copy-quality rewards: keyword coverage, call to action, brand voice, repetition, batch diversity."""
+
+from __future__ import annotations
+
+import re
+
+from reward_models._columns import per_sample_lists
+
+CTA_VERBS = ("shop", "buy", "order", "book", "reserve", "start", "get", "try", "join", "sign up", "learn more",
+             "discover", "explore", "save", "call", "request", "schedule", "apply", "download", "compare", "claim",
+             "see", "find", "plan", "subscribe", "enroll", "switch", "visit", "browse", "stream", "watch", "open",
+             "upgrade", "register", "contact", "check")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9$%']+", text.lower())
+
+
+def _stem(word: str) -> str:
+    """Crude plural folding so 'shoe' matches 'shoes'."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def keyword_coverage(completions: list[str], prompts: list[str], keywords=None, **columns) -> list[float | None]:
+    """Share of the brief's keywords whose words all appear in the ad (plurals folded); None without keywords."""
+    scores = []
+    for text, kws in zip(completions, per_sample_lists(keywords, len(completions))):
+        if not kws:
+            scores.append(None)
+            continue
+        present = {_stem(w) for w in _words(text)}
+        hits = sum(1 for kw in kws if all(_stem(w) in present for w in _words(kw)))
+        scores.append(hits / len(kws))
+    return scores
+
+
+def call_to_action(completions: list[str], prompts: list[str], verbs: list[str] | None = None,
+                   **columns) -> list[float]:
+    """1 when the ad contains an imperative call to action (a CTA verb opening a sentence or clause), else 0."""
+    verbs = verbs or list(CTA_VERBS)
+    pattern = re.compile(r"(?:^|[.!?:;|–—-]\s*|,\s*)(?:" + "|".join(map(re.escape, verbs)) + r")\b", re.I)
+    return [1.0 if pattern.search(text.strip()) else 0.0 for text in completions]
+
+
+class BrandVoice:
+    """Brand-voice lexicon: +`bonus` per preferred term (capped at 1), -`penalty` per avoided term.
+
+    brand_voice:
+      kwargs: {preferred: [crafted, care], avoided: [cheap, deal]}
+    """
+
+    def __init__(self, preferred: list[str] = (), avoided: list[str] = (), bonus: float = 0.5, penalty: float = 1.0):
+        if not preferred and not avoided:
+            raise ValueError("brand_voice needs a lexicon: give `preferred` and/or `avoided` terms")
+        self.preferred = [p.lower() for p in preferred]
+        self.avoided = [a.lower() for a in avoided]
+        self.bonus, self.penalty = bonus, penalty
+
+    def _count(self, terms: list[str], lower: str) -> int:
+        return sum(1 for t in terms if re.search(r"(?<!\w)" + re.escape(t) + r"(?!\w)", lower))
+
+    def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
+        scores = []
+        for text in completions:
+            lower = text.lower()
+            good = min(1.0, self.bonus * self._count(self.preferred, lower))
+            scores.append(good - self.penalty * self._count(self.avoided, lower))
+        return scores
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def repetition(completions: list[str], prompts: list[str], n: int = 3, **columns) -> list[float]:
+    """Degeneration penalty in [-1, 0]: minus the share of repeated n-grams and immediately repeated words."""
+    scores = []
+    for text in completions:
+        words = _words(text)
+        grams = _ngrams(words, n)
+        repeated_grams = (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
+        repeated_words = sum(1 for a, b in zip(words, words[1:]) if a == b) / max(1, len(words) - 1)
+        scores.append(-min(1.0, repeated_grams + repeated_words))
+    return scores
+
+
+def batch_diversity(completions: list[str], prompts: list[str], n: int = 2, **columns) -> list[float | None]:
+    """Within-batch diversity bonus in [0, 1]: 1 minus the highest n-gram Jaccard similarity to any
+    other completion of the batch; None for a batch of one."""
+    if len(completions) < 2:
+        return [None] * len(completions)
+    sets = [set(_ngrams(_words(t), n)) or {tuple(_words(t))} for t in completions]
+    scores = []
+    for i, mine in enumerate(sets):
+        closest = max(len(mine & other) / max(1, len(mine | other)) for j, other in enumerate(sets) if j != i)
+        scores.append(1.0 - closest)
+    return scores

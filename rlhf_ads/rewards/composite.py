@@ -1,0 +1,130 @@
+"""Weighted composition of reward components, each optionally normalized (running mean/std) and clipped.
+
+    total_i = sum_c weight_c * clip(normalize(raw_c,i))      (a component that returns None adds 0)
+
+Every component's raw and weighted means are reported under `reward/<name>` and
+`reward/<name>_weighted`; normalization follows PPO-max (Zheng et al. 2023, arXiv 2307.04964).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rlhf_ads.rewards.protocol import checked_call
+from rlhf_ads.rewards.resolve import resolve_reward
+
+
+@dataclass
+class RunningMoments:
+    """Running mean and (population) std over every value seen, merged batch by batch (Chan et al.)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def update(self, values: list[float]) -> None:
+        if not values:
+            return
+        n = len(values)
+        batch_mean = sum(values) / n
+        batch_m2 = sum((v - batch_mean) ** 2 for v in values)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta ** 2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+
+
+@dataclass
+class RewardComponent:
+    """One reward in the mix. `clip` bounds the (normalized) value to [-clip, clip]."""
+
+    name: str
+    fn: Callable
+    weight: float = 1.0
+    normalize: bool = False
+    clip: float | None = None
+    moments: RunningMoments = field(default_factory=RunningMoments)
+
+    def transform(self, values: list[float | None]) -> list[float | None]:
+        """Raw values -> normalized and clipped values (None stays None). Updates the running moments."""
+        if self.normalize:
+            self.moments.update([v for v in values if v is not None])
+            scale = self.moments.std if self.moments.std > 1e-8 else 1.0
+            values = [None if v is None else (v - self.moments.mean) / scale for v in values]
+        if self.clip is not None:
+            values = [None if v is None else max(-self.clip, min(self.clip, v)) for v in values]
+        return values
+
+
+@dataclass
+class RewardResult:
+    """Scores of one batch. total: one float per completion; raw/weighted: per component name."""
+
+    total: list[float]
+    raw: dict[str, list[float | None]]
+    weighted: dict[str, list[float]]
+
+    def metrics(self) -> dict[str, float]:
+        """Namespaced means: reward/<name> (raw, over applicable samples), reward/<name>_weighted, reward/total."""
+        out = {}
+        for name, values in self.raw.items():
+            applicable = [v for v in values if v is not None]
+            if applicable:
+                out[f"reward/{name}"] = sum(applicable) / len(applicable)
+            out[f"reward/{name}_weighted"] = sum(self.weighted[name]) / max(1, len(self.weighted[name]))
+        out["reward/total"] = sum(self.total) / max(1, len(self.total))
+        return out
+
+
+class CompositeReward:
+    """A weighted sum of reward components; itself a reward function (returns the totals)."""
+
+    def __init__(self, components: list[RewardComponent]):
+        names = [c.name for c in components]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"reward names must be unique; '{duplicates[0]}' appears twice (set `name:`)")
+        self.components = components
+
+    @classmethod
+    def from_specs(cls, specs: list[Any]) -> "CompositeReward":
+        """Build from recipe entries with .name, .function, .kwargs, .weight, .normalize, .clip."""
+        return cls([RewardComponent(name=s.name or s.function.rsplit(":", 1)[-1], fn=resolve_reward(s.function, s.kwargs),
+                                    weight=s.weight, normalize=s.normalize, clip=s.clip) for s in specs])
+
+    def score(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> RewardResult:
+        """Score a batch with every component."""
+        total = [0.0] * len(completions)
+        raw, weighted = {}, {}
+        for component in self.components:
+            values = checked_call(component.name, component.fn, completions, prompts, columns)
+            raw[component.name] = values
+            contributions = [0.0 if v is None else component.weight * v for v in component.transform(values)]
+            weighted[component.name] = contributions
+            total = [t + c for t, c in zip(total, contributions)]
+        return RewardResult(total=total, raw=raw, weighted=weighted)
+
+    def __call__(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> list[float]:
+        return self.score(completions, prompts, **columns).total
+
+    def state_dict(self) -> dict[str, dict]:
+        """Normalization state, for checkpoints."""
+        return {c.name: c.moments.state_dict() for c in self.components}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        for component in self.components:
+            if component.name in state:
+                component.moments.load_state_dict(state[component.name])

@@ -1,0 +1,64 @@
+"""The reward-function protocol, and the checked call that turns a plugin's mistakes into clear errors.
+
+A reward function is a plain callable, the convention TRL's GRPO/RLOO `reward_funcs` use:
+
+    def reward(completions: list[str], prompts: list[str], **columns) -> list[float | None]
+
+Dataset columns (keywords, platform, field, brand, ...) arrive as keyword lists aligned
+with `completions`. `None` means "not applicable to this sample". A class with `__call__`
+may hold state loaded once (a model).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Protocol
+
+from rlhf_ads.errors import RlhfAdsError
+
+
+class RewardFunction(Protocol):
+    def __call__(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> list[float | None]: ...
+
+
+class RewardError(RlhfAdsError):
+    """A reward plugin failed: the message names the plugin, the sample index and its text."""
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def checked_call(name: str, fn: Callable, completions: list[str], prompts: list[str],
+                 columns: dict[str, list[Any]]) -> list[float | None]:
+    """Call a reward function and check what it returns: one finite float (or None) per completion."""
+    try:
+        values = fn(completions, prompts, **columns)
+    except RewardError:
+        raise
+    except Exception as exc:
+        index = getattr(exc, "sample_index", None)
+        where = f" on sample {index}: {_excerpt(completions[index])}" if index is not None else (
+            f" on a batch of {len(completions)} starting with {_excerpt(completions[0])}" if completions else "")
+        raise RewardError(f"reward '{name}' raised {type(exc).__name__}: {exc}{where}") from exc
+    try:
+        values = list(values)
+    except TypeError:
+        raise RewardError(f"reward '{name}' returned {type(values).__name__}; expected a list of floats "
+                          f"(or None), one per completion") from None
+    if len(values) != len(completions):
+        raise RewardError(f"reward '{name}' returned {len(values)} values for {len(completions)} completions")
+    checked: list[float | None] = []
+    for index, value in enumerate(values):
+        if value is None:
+            checked.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise RewardError(f"reward '{name}' returned {type(value).__name__} {value!r} at sample {index} "
+                              f"{_excerpt(completions[index])}; expected a float or None")
+        value = float(value)
+        if not math.isfinite(value):
+            raise RewardError(f"reward '{name}' returned {value} at sample {index}: {_excerpt(completions[index])}")
+        checked.append(value)
+    return checked

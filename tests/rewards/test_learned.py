@@ -1,0 +1,57 @@
+"""Trained scorer folders (full model or LoRA adapter + score head) as reward functions."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from reward_models.learned import ClickThroughReward, LearnedReward
+from rlhf_ads.config import LoraSettings
+from rlhf_ads.errors import ModelLoadError
+from rlhf_ads.modeling import SCORER_META, load_base
+
+ADS = ["Trail shoes. Shop now.", "Project tool"]
+PROMPTS = ["<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n"] * 2
+
+
+def test_full_model_folder_scores_like_the_model(tmp_path, tiny_model_dir):
+    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
+                                 num_labels=1)
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+    scores = reward(ADS, PROMPTS)
+    model.eval()
+    with torch.no_grad():
+        expected = [model(**tokenizer([p + a + tokenizer.eos_token], return_tensors="pt",
+                                      add_special_tokens=False)).logits[0, 0].item() for p, a in zip(PROMPTS, ADS)]
+    assert scores == pytest.approx(expected, abs=1e-5)
+    ctr = ClickThroughReward(str(tmp_path / "rm"), dtype="fp32")(ADS, PROMPTS)
+    assert ctr == pytest.approx(torch.sigmoid(torch.tensor(expected)).tolist(), abs=1e-5)
+
+
+def test_adapter_folder_keeps_its_trained_score_head(tmp_path, tiny_model_dir):
+    model, _ = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
+                         num_labels=1, lora=LoraSettings(r=4, alpha=8))
+    with torch.no_grad():  # stand-in for training: the head moves away from its initialisation
+        for name, param in model.named_parameters():
+            if "score" in name and param.requires_grad:
+                param.add_(0.5)
+    model.save_pretrained(tmp_path / "rm")
+    (tmp_path / "rm" / SCORER_META).write_text(json.dumps({"base": str(tiny_model_dir), "kind": "pairwise",
+                                                          "score_mean": 1.0, "score_std": 2.0}))
+    reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+    tokenizer = reward.tokenizer
+    model.eval()
+    with torch.no_grad():
+        batch = tokenizer([PROMPTS[0] + ADS[0] + tokenizer.eos_token], return_tensors="pt", add_special_tokens=False)
+        expected = model(**batch).logits[0, 0].item()
+    assert reward(ADS[:1], PROMPTS[:1])[0] == pytest.approx(expected, abs=1e-5)
+    standardized = LearnedReward(str(tmp_path / "rm"), dtype="fp32", standardize=True)(ADS[:1], PROMPTS[:1])[0]
+    assert standardized == pytest.approx((expected - 1.0) / 2.0, abs=1e-5)
+
+
+def test_not_a_scorer_folder_is_explained(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a trained scorer folder"):
+        LearnedReward(str(tmp_path))

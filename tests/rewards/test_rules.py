@@ -1,0 +1,103 @@
+"""Each shipped rule and reward on positive and negative examples."""
+
+import math
+
+import pytest
+
+from reward_models.copy_quality import BrandVoice, batch_diversity, call_to_action, keyword_coverage, repetition
+from reward_models.platform import length_fit, length_limit
+from reward_models.policy import ad_policy, context_for, lint
+
+GOOGLE_HEADLINE = context_for("google_rsa", "headline")
+
+
+def rules(text, ctx=GOOGLE_HEADLINE):
+    return [v.rule for v in lint(text, ctx)]
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("FLOWERS for you", "excessive_capitals"),
+    ("FlOwErS for you", "excessive_capitals"),
+    ("F.L.O.W.E.R.S today", "excessive_capitals"),
+    ("Fresh flowers!!", "repeated_punctuation"),
+    ("Fresh flowers?!", "repeated_punctuation"),
+    ("Fresh flowers!", "exclamation"),
+    ("Fresh fl@wers", "symbols_as_letters"),
+    ("Earn Ca$h fast", "symbols_as_letters"),
+    ("*Fresh* flowers", "decorative_symbols"),
+    ("Fresh flowers 🌸", "emoji"),
+    ("The best flowers", "unsupported_superlative"),
+    ("#1 florist in town", "unsupported_superlative"),
+    ("Click here for roses", "click_here"),
+    ("Last chance for roses", "pressure_phrase"),
+    ("Don't miss out on roses", "pressure_phrase"),
+    ("Florists' secrets revealed", "secrets_language"),
+    ("Sale sale on roses", "repetition"),
+    ("- roses\n- tulips", "list_formatting"),
+    ("Roses delivered in 2 hours, every day of the week", "over_limit"),
+])
+def test_rule_fires_on_its_example(text, rule):
+    assert rule in rules(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Fresh roses, delivered today",
+    "SPF 30 sunscreen from $18",  # allowed acronym, dollar price
+    "CRM with SOC 2 and SSO",
+    "YouTube-ready iPhone cases",  # brand casing is not alternating case
+    "Save 20% on U.S.A. trips",
+    "Plan sprints in 10 minutes",
+])
+def test_clean_ads_pass(text):
+    assert rules(text) == []
+
+
+def test_platform_settings_change_the_verdict():
+    meta = context_for("meta", "primary_text")
+    assert "emoji" not in rules("Fresh flowers 🌸", meta) and "exclamation" not in rules("Fresh flowers!", meta)
+    assert "unsupported_superlative" not in rules("#1 florist in town", context_for("google_rsa", "headline",
+                                                                                     supported_claims=["#1"]))
+    assert rules("Cheap roses", context_for("google_rsa", "headline", prohibited_terms=["cheap"])) == ["prohibited_term"]
+
+
+def test_cjk_counts_double_against_the_limit():
+    assert "over_limit" in rules("新鮮な花を今日お届けします。当日配送可能")  # 19 wide chars = 38 > 30
+    assert "over_limit" not in rules("新鮮な花を今日お届け")  # 10 wide chars = 20
+    assert length_limit(["新鮮な花を今日お届けします。当日配送可能"], [""], platform="google_rsa", field="headline") == [-1.0]
+    assert length_limit(["新鮮な花を今日お届けします。当日配送可能"], [""], platform="meta", field="headline") == [0.0]
+
+
+def test_length_rewards_per_sample_columns_and_shared_kwargs():
+    texts = ["x" * 20, "x" * 31, "x" * 80]
+    assert length_limit(texts, [""] * 3, platform=["google_rsa"] * 3, field=["headline", "headline", "description"]) == [
+        0.0, -1.0, 0.0]
+    assert length_limit(["x"], [""], platform=[None], field=[None]) == [None]
+    fit = length_fit(["x" * 30, "x" * 9, "x" * 36, "x" * 90], [""] * 4, platform="google_rsa", field="headline")
+    assert fit[0] == 1.0 and math.isclose(fit[1], 9 / 30 / 0.6) and math.isclose(fit[2], 1 - 4 * 0.2)
+    assert fit[3] == -1.0
+
+
+def test_ad_policy_counts_violations_except_length():
+    scores = ad_policy(["Fresh roses today", "BEST ROSES!!!", "x" * 50], [""] * 3, platform="google_rsa", field="headline")
+    assert scores[0] == 0.0 and scores[1] <= -4.0 and scores[2] == 0.0
+
+
+def test_keyword_coverage_and_call_to_action():
+    kws = [["trail running shoes", "grippy outsole"], ["crm software"], []]
+    assert keyword_coverage(["Trail running shoe with a grippy outsole", "Project tool", "Hi"], [""] * 3, keywords=kws) == [
+        1.0, 0.0, None]
+    assert keyword_coverage(["crm software"], [""], keywords=["CRM software", "sales"]) == [0.5]  # one shared list
+    assert call_to_action(["Trail shoes. Shop now.", "Book today: spa days", "Trail shoes with lugs"], [""] * 3) == [
+        1.0, 1.0, 0.0]
+
+
+def test_brand_voice_repetition_and_diversity():
+    voice = BrandVoice(preferred=["crafted", "care"], avoided=["cheap"])
+    assert voice(["Crafted with care", "Cheap shoes", "Shoes"], [""] * 3) == [1.0, -1.0, 0.0]
+    with pytest.raises(ValueError, match="needs a lexicon"):
+        BrandVoice()
+    rep = repetition(["fresh roses delivered today", "buy now buy now buy now buy now"], [""] * 2)
+    assert rep[0] == 0.0 and rep[1] < -0.3
+    div = batch_diversity(["fresh roses delivered today", "fresh roses delivered today", "plan sprints in minutes"], [""] * 3)
+    assert div[0] == 0.0 and div[2] == 1.0
+    assert batch_diversity(["alone"], [""]) == [None]
