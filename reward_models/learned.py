@@ -4,45 +4,47 @@
       - {function: reward_model, kwargs: {path: runs/quickstart/reward}, normalize: true}
       - {function: click_through, kwargs: {path: runs/quickstart/ctr}, weight: 0.5}
 
-Each reads prompt + completion (+ EOS), exactly as the reward stage trained it, and is loaded once.
+Each reads exactly what the reward stage trained it on: the brief as one compact line
+(`brief_context`, built from the brief columns when they are present, else the prompt)
+and the ad. Loaded once; dropout off.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlhf_ads.rewards import load_sequence_scorer
+from rlhf_ads.rewards import brief_context, brief_from_row, load_sequence_scorer, score_sequences, scorer_text
+
+BRIEF_COLUMNS = ("platform", "field", "brand", "product")
 
 
 class LearnedReward:
-    """Scalar score of a trained reward model on prompt + completion.
+    """Scalar score of a trained reward model.
 
-    path: the reward stage's output folder. standardize: subtract the held-out mean and divide by the
-    std recorded at training time (so 0 is an average SFT sample).
+    path: the reward stage's output folder. standardize: subtract the mean and divide by the std of
+    the scores of held-out SFT samples recorded at training time (so 0 is an average SFT ad).
     """
 
-    def __init__(self, path: str, batch_size: int = 16, dtype: str = "bf16", standardize: bool = False,
+    def __init__(self, path: str, batch_size: int = 16, dtype: str = "auto", standardize: bool = False,
                  max_length: int = 512):
         self.model, self.tokenizer, self.meta = load_sequence_scorer(path, dtype=dtype)
         self.batch_size, self.max_length, self.standardize = batch_size, max_length, standardize
-        self.device = next(self.model.parameters()).device
 
-    def texts(self, completions: list[str], prompts: list[str]) -> list[str]:
-        eos = self.tokenizer.eos_token or ""
-        return [p + c + (eos if not c.endswith(eos) else "") for p, c in zip(prompts, completions)]
+    @staticmethod
+    def contexts(prompts: list[str], columns: dict) -> list[str]:
+        """Brief contexts from the brief columns where present, else the prompts as given."""
+        if not all(isinstance(columns.get(c), list) for c in BRIEF_COLUMNS):
+            return list(prompts)
+        rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list)} for i in range(len(prompts))]
+        return [brief_context(brief_from_row(dict(row, id=str(row.get("id", ""))))) for row in rows]
 
-    @torch.inference_mode()
-    def logits(self, completions: list[str], prompts: list[str]) -> list[float]:
-        """Raw head outputs (B,) for each prompt + completion."""
-        texts, out = self.texts(completions, prompts), []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length, add_special_tokens=False).to(self.device)
-            out.extend(self.model(**batch).logits[:, 0].float().tolist())
-        return out
+    def logits(self, completions: list[str], prompts: list[str], columns: dict) -> list[float]:
+        """Raw head outputs, one per completion."""
+        texts = [scorer_text(c, a) for c, a in zip(self.contexts(prompts, columns), completions)]
+        return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
-        scores = self.logits(completions, prompts)
+        scores = self.logits(completions, prompts, columns)
         if self.standardize and "score_std" in self.meta:
             mean, std = self.meta["score_mean"], max(self.meta["score_std"], 1e-6)
             scores = [(s - mean) / std for s in scores]
@@ -52,5 +54,8 @@ class LearnedReward:
 class ClickThroughReward(LearnedReward):
     """Predicted click-through rate in [0, 1] from a trained click-through model (sigmoid of its logit)."""
 
+    def __init__(self, path: str, batch_size: int = 16, dtype: str = "auto", max_length: int = 512):
+        super().__init__(path, batch_size=batch_size, dtype=dtype, max_length=max_length)
+
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
-        return torch.sigmoid(torch.tensor(self.logits(completions, prompts))).tolist()
+        return torch.sigmoid(torch.tensor(self.logits(completions, prompts, columns))).tolist()

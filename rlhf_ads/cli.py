@@ -32,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True)
     _recipe_parser(sub, "generate", "write ad copy for briefs with a model", config.GenerateConfig, "generate.")
+    for stage, help_, cls in (("sft", "stage 1: supervised fine-tuning on briefs -> ad copy", config.SFTStageConfig),
+                              ("reward", "stage 2: train a pairwise reward model or a click-through model",
+                               config.RewardStageConfig),
+                              ("ppo", "stage 3: PPO against the recipe's reward mix, KL-leashed to the SFT policy",
+                               config.PPOStageConfig)):
+        stage_parser = _recipe_parser(sub, stage, help_, cls, f"{stage}.")
+        stage_parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    _recipe_parser(sub, "evaluate", "compare checkpoints (base, sft, ppo, adapter folders) on held-out briefs",
+                   config.EvaluateConfig, "evaluate.")
     _recipe_parser(sub, "config", "print the resolved recipe (after defaults and overrides) as JSON",
                    config.Recipe, "")
     data = sub.add_parser("data", help="work with data files").add_subparsers(dest="data_command", required=True)
@@ -88,6 +97,15 @@ def _split_recipe(args) -> tuple[str | None, list[str]]:
     return args.recipe, list(args.overrides)
 
 
+def run_stage(name: str, recipe) -> dict:
+    """Run one stage by name (imports only that stage's dependencies)."""
+    import importlib
+
+    modules = {"ppo": "rlhf_ads.ppo.trainer", "evaluate": "rlhf_ads.evaluation.evaluate"}
+    module = modules.get(name, f"rlhf_ads.stages.{name}")
+    return importlib.import_module(module).run(recipe)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -99,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         recipe = config.load(*_split_recipe(args))
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))
-        elif args.command == "generate":
-            from rlhf_ads.stages import generate
-
-            generate.run(recipe)
+        else:
+            if getattr(args, "resume", False):
+                section = getattr(recipe, args.command)
+                (section.training if hasattr(section, "training") else section).resume = True
+            run_stage(args.command, recipe)
     except RlhfAdsError as exc:
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         return 2

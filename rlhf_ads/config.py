@@ -36,7 +36,8 @@ class ModelConfig:
     base: str = option("smollm2-135m-instruct", help=(
         "Base model: a bundled name (smollm2-135m-instruct), a local transformers folder, "
         "a .gguf file, or a hub id (needs network or a filled HF cache)."))
-    dtype: Literal["fp32", "bf16"] = option("bf16", help="Weight and compute dtype; bf16 is the fast path on AMX CPUs and GPUs.")
+    dtype: Literal["auto", "fp32", "bf16"] = option("auto", help=(
+        "Weight and compute dtype. 'auto': bf16 on GPUs and AMX CPUs (where it is the fast path), fp32 elsewhere."))
     load_in_4bit: bool = option(False, help="Quantize linear layers to NF4 with double quantization (QLoRA); saves memory.")
     use_lora: bool = option(False, help="Wrap the model with a trainable LoRA adapter.")
     lora: LoraSettings = option(help="LoRA adapter settings (used when use_lora is true).", factory=LoraSettings)
@@ -83,6 +84,141 @@ class GenerateConfig:
 
 
 @dataclass
+class TrainingSettings:
+    """Optimizer, schedule and checkpointing of a training stage (passed to the HF/TRL trainer)."""
+
+    learning_rate: float = option(2e-4, help="Peak learning rate (LoRA wants ~1e-4..5e-4; full fine-tuning ~1e-5).")
+    epochs: float = option(1.0, help="Passes over the training rows (max_steps wins when set).")
+    max_steps: int = option(-1, help="Stop after this many optimizer steps; -1: run the epochs.")
+    batch_size: int = option(8, help="Rows per device per forward pass (pairs for the reward model).")
+    grad_accum: int = option(1, help="Forward passes per optimizer step.")
+    warmup_ratio: float = option(0.05, help="Share of steps with linear learning-rate warm-up.")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    max_length: int = option(512, help="Longest tokenized row; longer rows are truncated (SFT) or dropped (reward).")
+    max_train_rows: int | None = option(None, help="Use only the first N training rows (after shuffling with the seed).")
+    max_eval_rows: int | None = option(400, help="Use only the first N held-out rows for evaluation.")
+    eval_steps: int = option(0, help="Evaluate every N steps during training; 0: only at the end.")
+    logging_steps: int = option(10, help="Log training metrics every N steps.")
+    save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
+    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
+    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help="Where metrics go.")
+    resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class SFTStageConfig:
+    """Stage `sft`: supervised fine-tuning on brief -> ad copy, loss on the completion only."""
+
+    train: DataSource = option(help="Training rows (sft kind).", factory=lambda: DataSource("bundled:sft:train"))
+    eval: DataSource = option(help="Held-out rows for loss and perplexity.", factory=lambda: DataSource("bundled:sft:heldout"))
+    sample_briefs: DataSource = option(help="Held-out briefs to generate samples for (base vs SFT).",
+                                       factory=lambda: DataSource("bundled:heldout"))
+    num_samples: int = option(24, help="Held-out briefs to write ads for after training (0: skip).")
+    max_new_tokens: int = option(48, help="Token budget of each sample ad.")
+    merge: bool = option(False, help="Also save the adapter merged into the base as a plain model (merged/).")
+    training: TrainingSettings = option(help="Optimizer and schedule.", factory=TrainingSettings)
+
+
+@dataclass
+class RewardStageConfig:
+    """Stage `reward`: a pairwise Bradley-Terry reward model or a pointwise click-through model."""
+
+    kind: Literal["pairwise", "ctr"] = option("pairwise", help="'pairwise' on preferences, 'ctr' on click logs (BCE).")
+    backbone: Literal["causal", "encoder"] = option("causal", help=(
+        "'causal': the `model` section's base with a score head (LoRA/QLoRA as set there); "
+        "'encoder': a BERT-style sequence classifier (see encoder)."))
+    encoder: str = option("minilm-l6", help="Encoder backbone: a bundled name (minilm-l6) or a local folder.")
+    output: str = option("reward", help="Output folder name under the run (e.g. 'ctr' for a click-through model).")
+    train: DataSource | None = option(None, help=(
+        "Training rows (preferences or clicks kind); default: the bundled train split of the kind's data."))
+    eval: DataSource | None = option(None, help=(
+        "Held-out rows for accuracy (pairwise) or AUC/log-loss (ctr); default: the bundled held-out split."))
+    score_samples: DataSource = option(help="Held-out SFT rows whose reward mean/std is recorded (for PPO normalization).",
+                                       factory=lambda: DataSource("bundled:sft:heldout"))
+    margin_column: str | None = option(None, help="Column with a per-pair margin for the Bradley-Terry loss (optional).")
+    center_rewards_coefficient: float | None = option(None, help="Reward centering weight (Eisenstein et al. 2023); e.g. 0.01.")
+    training: TrainingSettings = option(help="Optimizer and schedule.", factory=lambda: TrainingSettings(
+        learning_rate=1e-4, batch_size=16))
+
+    def __post_init__(self):
+        bundled = "preferences" if self.kind == "pairwise" else "clicks"
+        self.train = self.train or DataSource(f"bundled:{bundled}:train")
+        self.eval = self.eval or DataSource(f"bundled:{bundled}:heldout")
+
+
+@dataclass
+class KLSettings:
+    """The KL penalty to the reference policy."""
+
+    coef: float = option(0.05, help="Initial KL coefficient beta (reward -= beta * KL per token).")
+    estimator: Literal["k1", "k3"] = option("k1", help="Per-token KL estimator: k1 = log ratio, k3 = lower variance, >= 0.")
+    target: float | None = option(None, help="Adaptive controller target KL (Ziegler et al.: 6); None keeps beta fixed.")
+    horizon: int = option(10000, help="Adaptive controller horizon, in samples.")
+    stop_above: float | None = option(None, help="Stop the run (after saving) when mean KL exceeds this: a blow-up guard.")
+
+
+@dataclass
+class PPOStageConfig:
+    """Stage `ppo`: our PPO on one shared base with LoRA adapters for policy and value."""
+
+    prompts: DataSource = option(help="Prompts (briefs or rows with a prompt).", factory=lambda: DataSource("bundled:briefs:train"))
+    sft: str | None = option(None, help="SFT stage output folder to start the policy (and reference) from; "
+                                        "default <output_dir>/<run_name>/sft when it exists.")
+    value_from_reward: bool = option(True, help="Initialise the value head from the reward model's score head when shapes allow.")
+    steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
+    batch_size: int = option(8, help="Prompts per rollout.")
+    mini_batch_size: int = option(4, help="Samples per optimizer step inside a PPO epoch.")
+    ppo_epochs: int = option(4, help="Passes over each rollout batch.")
+    learning_rate: float = option(1e-4, help="AdamW learning rate for the policy and value adapters.")
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    max_new_tokens: int = option(32, help="Response budget in tokens.")
+    max_prompt_tokens: int = option(384, help="Longer prompts are cut from the left (their end, the request, is kept).")
+    temperature: float = option(0.7, help="Sampling temperature; log-probs are computed from logits / temperature.")
+    top_p: float = option(1.0, help="Nucleus sampling mass for rollouts.")
+    missing_eos_penalty: float | None = option(1.0, help="Subtracted from the score of responses that never stop.")
+    gamma: float = option(1.0, help="GAE discount.")
+    lam: float = option(0.95, help="GAE lambda.")
+    cliprange: float = option(0.2, help="Policy ratio clip.")
+    cliprange_value: float = option(0.2, help="Value clip.")
+    vf_coef: float = option(0.1, help="Value loss coefficient.")
+    whiten_rewards: bool = option(False, help="Whiten per-token rewards (without shifting the mean) before GAE.")
+    kl: KLSettings = option(help="KL penalty and its controller.", factory=KLSettings)
+    save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
+    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
+    log_samples: int = option(4, help="Sample generations written to samples.jsonl each step.")
+    resume: bool = option(False, help="Continue from the newest checkpoint (also --resume).")
+
+    def __post_init__(self):
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size "
+                             f"({self.mini_batch_size})")
+        if self.mini_batch_size < 2:
+            raise ValueError("mini_batch_size must be >= 2: advantages are whitened per minibatch batch")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 for PPO rollouts (log-probs divide by it)")
+
+
+@dataclass
+class EvaluateConfig:
+    """`rlhf-ads evaluate`: compare checkpoints on held-out briefs."""
+
+    models: list[str] = option(help="Checkpoints: base, sft, ppo, or adapter folders.",
+                               factory=lambda: ["base", "sft", "ppo"])
+    briefs: DataSource = option(help="Held-out briefs.", factory=lambda: DataSource("bundled:heldout"))
+    num_briefs: int = option(64, help="How many briefs (the first N).")
+    max_new_tokens: int = option(48, help="Token budget of each ad.")
+    temperature: float = option(0.0, help="0: greedy decoding (evaluation default).")
+    batch_size: int = option(8, help="Prompts per generation batch.")
+
+
+@dataclass
 class RewardSpec:
     """One component of the reward mix."""
 
@@ -107,6 +243,10 @@ class Recipe:
     seed: int = option(0, help="Seed for Python, NumPy and torch.")
     model: ModelConfig = option(help="The base model.", factory=ModelConfig)
     generate: GenerateConfig = option(help="Stage `generate`.", factory=GenerateConfig)
+    sft: SFTStageConfig = option(help="Stage `sft`.", factory=SFTStageConfig)
+    reward: RewardStageConfig = option(help="Stage `reward`.", factory=RewardStageConfig)
+    ppo: PPOStageConfig = option(help="Stage `ppo`.", factory=PPOStageConfig)
+    evaluate: EvaluateConfig = option(help="`rlhf-ads evaluate`.", factory=EvaluateConfig)
     rewards: list[RewardSpec] = option(help="The reward mix used by PPO and evaluation.", factory=list)
 
     def stage_dir(self, stage: str) -> Path:

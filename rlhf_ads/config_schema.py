@@ -165,6 +165,11 @@ def _coerce(hint: Any, value: Any, key: str, origin) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise _type_error(key, origin, "a number", value)
     if hint is str:
         if isinstance(value, str):

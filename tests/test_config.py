@@ -20,7 +20,7 @@ def write(tmp_path, text):
 def test_quickstart_recipe_loads_with_types():
     recipe = config.load(REPO / "recipes" / "quickstart.yaml")
     assert recipe.model.base == "smollm2-135m-instruct"
-    assert recipe.model.dtype == "bf16"
+    assert recipe.model.dtype == "auto"
     assert isinstance(recipe.generate.top_p, float)
     assert recipe.stage_dir("generate") == Path("runs/quickstart/generate")
 
@@ -42,7 +42,7 @@ def test_unknown_section_is_an_error(tmp_path):
 @pytest.mark.parametrize("text, key, expected", [
     ("generate:\n  max_new_tokens: lots\n", "generate.max_new_tokens", "an integer"),
     ("generate:\n  top_p: yes\n", "generate.top_p", "a number"),
-    ("model:\n  dtype: fp16\n", "model.dtype", "one of 'fp32', 'bf16'"),
+    ("model:\n  dtype: fp16\n", "model.dtype", "one of 'auto', 'fp32', 'bf16'"),
     ("model:\n  load_in_4bit: 1\n", "model.load_in_4bit", "true or false"),
     ("model: 3\n", "model", "a mapping"),
 ])
@@ -58,6 +58,7 @@ def test_overrides_apply_with_types_and_errors_name_the_override(tmp_path):
     recipe = config.load(path, ["generate.num_briefs=5", "model.dtype=fp32", "model.lora.r=4", "generate.top_p=1"])
     assert (recipe.generate.num_briefs, recipe.model.dtype, recipe.model.lora.r) == (5, "fp32", 4)
     assert recipe.generate.top_p == 1.0 and isinstance(recipe.generate.top_p, float)
+    assert config.load(path, ["sft.training.learning_rate=5e-4"]).sft.training.learning_rate == 5e-4  # YAML reads a str
     with pytest.raises(ConfigError, match=r"override 'generate\.num_brief=2'.*unknown key"):
         config.load(path, ["generate.num_brief=2"])
     with pytest.raises(ConfigError, match=r"override 'generate\.num_briefs=two'.*must be an integer"):
@@ -96,3 +97,9 @@ def test_every_field_has_help_text():
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
     keys = [k for k, _, _ in field_help(config.Recipe)]
     assert "model.lora.r" in keys and "generate.max_new_tokens" in keys
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "recipes").glob("*.yaml")))
+def test_every_shipped_recipe_loads(name):
+    recipe = config.load(REPO / "recipes" / name)
+    assert recipe.run_name and recipe.sft.training.learning_rate > 0

@@ -6,10 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from rlhf_ads.platforms import field_spec, platforms
 
-SYSTEM_PROMPT = (
-    "You are a senior advertising copywriter. You write specific, truthful ad copy that fits the "
-    "platform's character limit, uses the brief's keywords naturally, and ends with a clear call to action. "
-    "No all-caps words, no repeated punctuation, no unverifiable claims such as 'best' or '#1'.")
+SYSTEM_PROMPT = ("You write ad copy: specific, truthful, within the character limit, using the brief's keywords, "
+                 "with a call to action; no capitals for emphasis, no '!!', no unverifiable claims.")
 
 
 @dataclass
@@ -72,3 +70,55 @@ def render_prompt(brief: Brief, tokenizer) -> str:
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return f"{SYSTEM_PROMPT}\n\n{brief_request(brief)}\n\nAd:"
+
+
+def brief_context(brief: Brief) -> str:
+    """The brief in one compact line, as scorers (reward and click-through models) read it."""
+    keywords = ", ".join(brief.keywords) if brief.keywords else "none"
+    return (f"{brief.platform} {brief.field} (max {brief.max_chars} chars) | brand: {brief.brand} | "
+            f"product: {brief.product} | keywords: {keywords} | tone: {brief.tone or 'any'} | "
+            f"page: {brief.landing_page}")
+
+
+def scorer_text(context: str, completion: str) -> str:
+    """What a scorer reads: the context (a brief_context line or a user's prompt) and the ad."""
+    return f"{context}\nAd: {completion.strip()}"
+
+
+def row_context(row: dict) -> str:
+    """A data row's context for scorers: its joined brief, else its prompt (conversations flattened)."""
+    if row.get("brief") is not None:
+        return brief_context(row["brief"])
+    prompt = row.get("prompt", "")
+    if isinstance(prompt, list):
+        return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+    return prompt
+
+
+def message_text(value) -> str:
+    """A completion given as text or as TRL's conversational list -> its text."""
+    if isinstance(value, list):
+        return value[-1]["content"]
+    return value
+
+
+def render_row_prompt(row: dict, tokenizer) -> str:
+    """A data row's prompt as generation-ready text: its brief, a plain prompt or a conversation,
+    through the chat template (a plain prompt becomes the user turn)."""
+    if row.get("brief") is not None:
+        return render_prompt(row["brief"], tokenizer)
+    if "messages" in row and row.get("prompt") is None:
+        messages = row["messages"][:-1]
+    else:
+        prompt = row["prompt"]
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n".join(m["content"] for m in messages) + "\n"
+
+
+def row_completion(row: dict) -> str:
+    """A data row's target text: `completion`, or the last message of `messages`."""
+    if row.get("completion") is not None:
+        return message_text(row["completion"])
+    return row["messages"][-1]["content"]

@@ -8,17 +8,18 @@ from typing import Any
 from rlhf_ads.data.briefs import Brief, brief_from_row
 from rlhf_ads.data.bundled import bundled_file, parse_bundled_ref
 from rlhf_ads.data.formats import Record, read_records
-from rlhf_ads.data.validation import KINDS, validate
+from rlhf_ads.data.validation import KINDS, guess_kind, validate
 from rlhf_ads.errors import ConfigError, DataError
 
 
-def load_rows(source: Any, kind: str, *, split: str | None = None, columns: dict[str, str] | None = None,
+def load_rows(source: Any, kind: str | tuple[str, ...], *, split: str | None = None, columns: dict[str, str] | None = None,
               on_error: str = "error", max_text_chars: int = 2000, briefs: str | None = None,
               report_dir: Path | None = None) -> list[dict]:
     """Validated rows of one kind from a source.
 
     source: 'bundled:<kind>[:<split>]', a .jsonl/.csv/.parquet file, a save_to_disk folder, or a
-    `datasets.Dataset`. columns: {our name: your name}. Rows that point at a brief (`brief_id`)
+    `datasets.Dataset`. kind: a kind, or a tuple of kinds to choose from by the columns.
+    columns: {our name: your name}. Rows that point at a brief (`brief_id`)
     and have no prompt get the `Brief` under "brief", looked up in `briefs` (default: bundled briefs).
     """
     name = source if isinstance(source, str) else type(source).__name__
@@ -28,6 +29,8 @@ def load_rows(source: Any, kind: str, *, split: str | None = None, columns: dict
         source, split = bundled_file(bundled_kind), split or bundled_split
         briefs = briefs or "bundled:briefs"
     records = read_records(source, split)
+    if isinstance(kind, tuple):  # several kinds fit: the first readable row decides
+        kind = guess_kind(next((r.row for r in records if r.problem is None), {}), kind)
     if columns:
         map_columns(records, columns, kind)
     if split is not None and any("split" in r.row for r in records):

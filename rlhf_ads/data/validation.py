@@ -4,6 +4,7 @@ Kinds and the column sets they accept (any one set must be complete):
 - briefs:      id, product, brand, platform, field
 - sft:         prompt + completion | messages | brief_id + completion
 - preferences: prompt + chosen + rejected | brief_id + chosen + rejected
+- prompts:     prompt | brief_id | messages (PPO prompts)
 - clicks:      prompt + ad + impressions + clicks | brief_id + ad + impressions + clicks
 """
 
@@ -38,6 +39,7 @@ KINDS = {
                 text_fields=("prompt", "completion")),
     "preferences": Kind(alternatives=(("prompt", "chosen", "rejected"), ("brief_id", "chosen", "rejected")),
                         text_fields=("prompt", "chosen", "rejected")),
+    "prompts": Kind(alternatives=(("prompt",), ("brief_id",), ("messages",)), text_fields=("prompt",)),
     "clicks": Kind(alternatives=(("prompt", "ad", "impressions", "clicks"), ("brief_id", "ad", "impressions", "clicks")),
                    text_fields=("prompt", "ad"), count_fields=("impressions", "clicks")),
 }
@@ -55,11 +57,11 @@ class Problem:
         return f"{self.where}: field '{self.field}': {self.reason}"
 
 
-def guess_kind(row: dict) -> str:
-    """The kind whose column sets best match a row's columns (for `rlhf-ads data check`)."""
+def guess_kind(row: dict, candidates: tuple[str, ...] = tuple(KINDS)) -> str:
+    """The kind (among `candidates`) whose column sets best match a row's columns."""
     def coverage(name: str) -> float:
         return max(sum(c in row for c in alt) / len(alt) for alt in KINDS[name].alternatives)
-    return max(KINDS, key=coverage)
+    return max(candidates, key=coverage)
 
 
 def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> list[Problem]:

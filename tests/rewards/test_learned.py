@@ -9,10 +9,17 @@ from transformers import AutoModelForSequenceClassification
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads.config import LoraSettings
 from rlhf_ads.errors import ModelLoadError
+from rlhf_ads.data import scorer_text
 from rlhf_ads.modeling import SCORER_META, load_base
 
 ADS = ["Trail shoes. Shop now.", "Project tool"]
-PROMPTS = ["<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n"] * 2
+PROMPTS = ["Brief: trail shoes", "Brief: project tool"]
+
+
+def expected_logit(model, tokenizer, prompt, ad):
+    text = scorer_text(prompt, ad) + tokenizer.eos_token
+    with torch.no_grad():
+        return model(**tokenizer([text], return_tensors="pt", add_special_tokens=False)).logits[0, 0].item()
 
 
 def test_full_model_folder_scores_like_the_model(tmp_path, tiny_model_dir):
@@ -23,9 +30,7 @@ def test_full_model_folder_scores_like_the_model(tmp_path, tiny_model_dir):
     reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
     scores = reward(ADS, PROMPTS)
     model.eval()
-    with torch.no_grad():
-        expected = [model(**tokenizer([p + a + tokenizer.eos_token], return_tensors="pt",
-                                      add_special_tokens=False)).logits[0, 0].item() for p, a in zip(PROMPTS, ADS)]
+    expected = [expected_logit(model, tokenizer, p, a) for p, a in zip(PROMPTS, ADS)]
     assert scores == pytest.approx(expected, abs=1e-5)
     ctr = ClickThroughReward(str(tmp_path / "rm"), dtype="fp32")(ADS, PROMPTS)
     assert ctr == pytest.approx(torch.sigmoid(torch.tensor(expected)).tolist(), abs=1e-5)
@@ -44,9 +49,7 @@ def test_adapter_folder_keeps_its_trained_score_head(tmp_path, tiny_model_dir):
     reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
     tokenizer = reward.tokenizer
     model.eval()
-    with torch.no_grad():
-        batch = tokenizer([PROMPTS[0] + ADS[0] + tokenizer.eos_token], return_tensors="pt", add_special_tokens=False)
-        expected = model(**batch).logits[0, 0].item()
+    expected = expected_logit(model, tokenizer, PROMPTS[0], ADS[0])
     assert reward(ADS[:1], PROMPTS[:1])[0] == pytest.approx(expected, abs=1e-5)
     standardized = LearnedReward(str(tmp_path / "rm"), dtype="fp32", standardize=True)(ADS[:1], PROMPTS[:1])[0]
     assert standardized == pytest.approx((expected - 1.0) / 2.0, abs=1e-5)
@@ -55,3 +58,18 @@ def test_adapter_folder_keeps_its_trained_score_head(tmp_path, tiny_model_dir):
 def test_not_a_scorer_folder_is_explained(tmp_path):
     with pytest.raises(ModelLoadError, match="not a trained scorer folder"):
         LearnedReward(str(tmp_path))
+
+
+def test_brief_columns_become_the_trained_context(tmp_path, tiny_model_dir):
+    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
+                                 num_labels=1)
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+    columns = dict(platform=["google_rsa"], field=["headline"], brand=["Ridgeline"], product=["trail shoe"],
+                   keywords=[["trail shoes"]], tone=["friendly"], landing_page=["Trail shoe at $129."])
+    context = reward.contexts(["ignored chat prompt"], columns)[0]
+    assert context.startswith("google_rsa headline (max 30 chars) | brand: Ridgeline") and "trail shoes" in context
+    model.eval()
+    assert reward(ADS[:1], ["ignored chat prompt"], **columns)[0] == pytest.approx(
+        expected_logit(model, tokenizer, context, ADS[0]), abs=1e-5)

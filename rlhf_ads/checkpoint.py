@@ -1,0 +1,66 @@
+"""Atomic checkpoints: written into a temporary folder beside the target, then renamed, so a crash
+never leaves a half checkpoint; only the newest `keep` are kept. Also the RNG states they carry."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+PREFIX = "checkpoint-"
+
+
+def save_atomically(root: Path, step: int, write: Callable[[Path], None], keep: int) -> Path:
+    """Call `write(tmp_folder)`, then rename it to root/checkpoint-<step>; prune to the newest `keep`."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    target = root / f"{PREFIX}{step}"
+    try:
+        write(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def remove_partials(root: Path) -> None:
+    """Delete temp folders a killed run left mid-write (they were never renamed, so never counted)."""
+    for stale in root.glob(".partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under root, oldest first (partial temp folders are ignored)."""
+    found = [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def newest(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict:
+    """Every RNG a run draws from."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,1 @@
+"""Evaluation: metrics with known answers, and (later) the report."""

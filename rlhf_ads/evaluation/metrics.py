@@ -1,0 +1,54 @@
+"""Metrics for scorers: pairwise accuracy, weighted AUC and log-loss for click logs."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+
+def pairwise_accuracy(chosen: list[float], rejected: list[float], groups: list[str] | None = None) -> dict[str, float]:
+    """Share of pairs where chosen scores above rejected (ties count half); per group when groups are given."""
+    hits = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    out = {"all": sum(hits) / len(hits)}
+    if groups is not None:
+        by_group = defaultdict(list)
+        for group, hit in zip(groups, hits):
+            by_group[group].append(hit)
+        out.update({g: sum(v) / len(v) for g, v in sorted(by_group.items())})
+    return out
+
+
+def weighted_auc(scores: list[float], positives: list[float], negatives: list[float]) -> float:
+    """ROC AUC where row i stands for positives[i] positive and negatives[i] negative samples, all scored
+    scores[i] (e.g. clicks and non-clicks of one ad). Ties count half (Mann-Whitney)."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    total_pos, total_neg = sum(positives), sum(negatives)
+    if total_pos == 0 or total_neg == 0:
+        return float("nan")
+    area, neg_below, i = 0.0, 0.0, 0
+    while i < len(order):
+        j = i
+        while j < len(order) and scores[order[j]] == scores[order[i]]:
+            j += 1
+        tied = order[i:j]
+        pos_here, neg_here = sum(positives[k] for k in tied), sum(negatives[k] for k in tied)
+        area += pos_here * (neg_below + 0.5 * neg_here)
+        neg_below += neg_here
+        i = j
+    return area / (total_pos * total_neg)
+
+
+def click_log_loss(probabilities: list[float], clicks: list[float], impressions: list[float]) -> float:
+    """Binary cross-entropy per impression: -sum(c log p + (n - c) log(1 - p)) / sum(n)."""
+    eps = 1e-7
+    total = 0.0
+    for p, c, n in zip(probabilities, clicks, impressions):
+        p = min(max(p, eps), 1 - eps)
+        total -= c * math.log(p) + (n - c) * math.log(1 - p)
+    return total / sum(impressions)
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique word n-grams over all n-grams across the texts."""
+    grams = [tuple(words[i:i + n]) for words in (t.lower().split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -1,0 +1,1 @@
+"""Our PPO for language models: small pure functions (losses, kl) and, later, the loop."""

@@ -1,0 +1,96 @@
+"""Rollouts: sample responses from left-padded prompts, cut them at the first stop token, and score
+token log-probs and values on the same (query + response) sequences.
+
+Shapes: query (B, P) left-padded; response (B, R) right-padded; full sequence (B, P + R).
+Position ids come from the attention mask (cumulative sum), so left padding does not shift them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlhf_ads.ppo.losses import INVALID_LOGPROB, entropy_from_logits, logprobs_from_logits
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled responses. query/query_mask: (B, P); response/response_mask: (B, R)."""
+
+    query: torch.Tensor
+    query_mask: torch.Tensor
+    response: torch.Tensor
+    response_mask: torch.Tensor
+    contains_eos: torch.Tensor  # (B,) bool
+    texts: list[str]
+
+    @property
+    def sequence(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of query + response: (B, P + R)."""
+        return torch.cat([self.query, self.response], 1), torch.cat([self.query_mask, self.response_mask.long()], 1)
+
+    def select(self, index: torch.Tensor) -> "Rollout":
+        return Rollout(self.query[index], self.query_mask[index], self.response[index], self.response_mask[index],
+                       self.contains_eos[index], [self.texts[i] for i in index.tolist()])
+
+
+def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded prompt ids (B, P) and mask; prompts longer than `max_prompt_tokens` lose their start.
+    Returns (ids, mask, number of prompts cut)."""
+    rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    cut = sum(len(r) > max_prompt_tokens for r in rows)
+    rows = [r[-max_prompt_tokens:] for r in rows]
+    batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding_side="left")
+    return batch["input_ids"], batch["attention_mask"], cut
+
+
+def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep each response up to and including its first stop token; pad after it.
+    response (B, R) -> (response, mask (B, R) bool, contains_eos (B,) bool)."""
+    is_stop = torch.isin(response, torch.tensor(stop_ids, device=response.device))
+    contains_eos = is_stop.any(1)
+    first_stop = torch.where(contains_eos, is_stop.float().argmax(1), torch.full_like(contains_eos, response.shape[1] - 1,
+                                                                                       dtype=torch.long))
+    positions = torch.arange(response.shape[1], device=response.device).expand_as(response)
+    mask = positions <= first_stop.unsqueeze(1)
+    return torch.where(mask, response, torch.full_like(response, pad_id)), mask, contains_eos
+
+
+@torch.no_grad()
+def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
+           top_p: float) -> Rollout:
+    """Sample one response per prompt with the KV cache; cut at the first stop token."""
+    out = model.generate(input_ids=query, attention_mask=query_mask, do_sample=True, temperature=temperature,
+                         top_p=top_p, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    stop_ids = [tokenizer.eos_token_id]
+    response, mask, contains_eos = truncate_at_stop(out[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
+    texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),
+                                                       skip_special_tokens=True)]
+    return Rollout(query, query_mask, response, mask, contains_eos, texts)
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.cumsum(1) - 1).clamp(min=0)
+
+
+def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy: bool = False):
+    """Log-probs (B, R) of the response tokens under `model` (logits / temperature); INVALID_LOGPROB
+    at padded positions. With `with_entropy`, also the per-token entropy (B, R)."""
+    ids, mask = rollout.sequence
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits
+    logits = logits[:, rollout.query.shape[1] - 1:-1]  # the logit at t predicts token t + 1
+    logprobs = logprobs_from_logits(logits, rollout.response, temperature)
+    logprobs = torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
+    if not with_entropy:
+        return logprobs
+    return logprobs, entropy_from_logits(logits / (temperature + 1e-7))
+
+
+def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
+    """Values (B, R): the value head on the trunk's last hidden state at the position before each token."""
+    ids, mask = rollout.sequence
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+    values = value_head(hidden[:, rollout.query.shape[1] - 1:-1].to(value_head.weight.dtype)).squeeze(-1)
+    return values * rollout.response_mask

@@ -1,0 +1,257 @@
+"""Stage `ppo`: PPO for language models against any mix of rewards, with a KL leash to the SFT policy.
+
+One base model carries the policy, reference and value adapters (ppo/models.py). Each step:
+
+    1. rollout       sample responses for a batch of prompts; cut at the first stop token
+    2. score         the reward mix on the texts; missing-EOS penalty
+    3. old stats     policy/reference log-probs and values on the sampled sequences
+    4. rewards       per-token -beta * KL, the score added at the last response token
+    5. advantages    GAE, whitened per batch
+    6. update        ppo_epochs over shuffled minibatches: clipped policy + clipped value loss
+    7. log, KL controller, checkpoint
+
+Writes <run>/ppo/: policy/ and value/ adapters, value_head.safetensors, metrics.jsonl,
+samples.jsonl, metrics.json; checkpoints/ (atomic) for --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rlhf_ads import checkpoint
+from rlhf_ads.config import Recipe
+from rlhf_ads.config_schema import to_dict
+from rlhf_ads.data import brief_from_row, data_options, load_rows, render_row_prompt
+from rlhf_ads.data.gold import gold_utility
+from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
+from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
+from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
+from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_values, sample
+from rlhf_ads.rewards import CompositeReward
+from rlhf_ads.seeding import seed_everything
+from rlhf_ads.storage import atomic_write_text
+
+log = logging.getLogger(__name__)
+STAGE = "ppo"
+COLUMN_SKIP = {"_line", "brief", "prompt", "split"}
+
+
+class KLBlowUp(RlhfAdsError):
+    """Mean KL passed ppo.kl.stop_above."""
+
+
+def reward_columns(rows: list[dict]) -> dict[str, list]:
+    """Dataset columns for reward functions: the brief's fields for brief rows, else the row's own columns."""
+    flat = [dict(row["brief"].to_dict(), **{k: v for k, v in row.items() if k not in COLUMN_SKIP})
+            if row.get("brief") is not None else {k: v for k, v in row.items() if k not in COLUMN_SKIP} for row in rows]
+    names = sorted({k for f in flat for k in f})
+    return {name: [f.get(name) for f in flat] for name in names}
+
+
+def batch_indices(n_rows: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Rows of one step: a fresh seeded permutation per pass over the data, so the position is just the step."""
+    per_pass = max(1, n_rows // batch_size)
+    permutation = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed + step // per_pass)).tolist()
+    start = (step % per_pass) * batch_size
+    return permutation[start:start + batch_size]
+
+
+def make_kl_controller(kl):
+    if kl.target is None:
+        return FixedKLController(kl.coef)
+    return AdaptiveKLController(kl.coef, kl.target, kl.horizon)
+
+
+def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Path | None:
+    path = Path(configured) if configured else recipe.stage_dir(stage)
+    if configured and not (path / "adapter_config.json").is_file():
+        raise RlhfAdsError(f"ppo.sft '{path}' holds no PEFT adapter (adapter_config.json); pass the sft stage's "
+                           "output folder")
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+def run(recipe: Recipe) -> dict:
+    cfg = recipe.ppo
+    out_dir = recipe.stage_dir(STAGE)
+    seed_everything(recipe.seed)
+    if not recipe.rewards:
+        raise RlhfAdsError("ppo needs at least one reward: add a `rewards:` list to the recipe "
+                           "(e.g. - {function: length_limit})")
+    rows = load_rows(cfg.prompts.path, ("briefs", "prompts"), **data_options(cfg.prompts, out_dir))
+    rows = [dict(r, brief=brief_from_row(r)) if "platform" in r and "brief" not in r else r for r in rows]
+    reward_dir = recipe.stage_dir(recipe.reward.output)
+    ac = build_actor_critic(recipe, _default_stage_dir(recipe, cfg.sft, "sft"),
+                            reward_dir if reward_dir.is_dir() else None)
+    rewards = CompositeReward.from_specs(recipe.rewards)
+    groups = ac.trainable_parameters()
+    optimizer = torch.optim.AdamW([p for g in groups.values() for p in g], lr=cfg.learning_rate)
+    kl_ctl = make_kl_controller(cfg.kl)
+    start_step = 0
+    checkpoint.remove_partials(out_dir / "checkpoints")
+    if cfg.resume and (latest := checkpoint.newest(out_dir / "checkpoints")) is not None:
+        start_step = _load_checkpoint(latest, ac, optimizer, kl_ctl, rewards)
+        log.info("resumed from %s at step %d", latest, start_step)
+    _truncate_logs(out_dir, start_step)
+    metrics = {}
+    for step in range(start_step, cfg.steps):
+        metrics = ppo_step(recipe, ac, optimizer, kl_ctl, rewards, rows, step, out_dir)
+        if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
+            _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+        if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
+            _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+            raise KLBlowUp(f"mean KL {metrics['ppo/kl']:.2f} passed ppo.kl.stop_above={cfg.kl.stop_above} at step "
+                           f"{step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.learning_rate, raise "
+                           "ppo.kl.coef or set ppo.kl.target, then resume with --resume")
+    _save_final(out_dir, ac)
+    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+    return metrics
+
+
+def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: CompositeReward, rows: list[dict],
+             step: int, out_dir: Path) -> dict:
+    """One PPO step; returns its metrics (also appended to metrics.jsonl)."""
+    cfg = recipe.ppo
+    started = time.perf_counter()
+    batch_rows = [rows[i] for i in batch_indices(len(rows), cfg.batch_size, step, recipe.seed)]
+    prompts = [render_row_prompt(r, ac.tokenizer) for r in batch_rows]
+    # 1. rollout with the policy adapter
+    query, query_mask, cut = encode_prompts(ac.tokenizer, prompts, cfg.max_prompt_tokens)
+    ac.use(POLICY)
+    rollout = sample(ac.model, ac.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+                     temperature=cfg.temperature, top_p=cfg.top_p)
+    # 2. scores from the reward mix; responses that never stop are penalized
+    columns = reward_columns(batch_rows)
+    scored = rewards.score(rollout.texts, prompts, **columns)
+    scores = torch.tensor(scored.total, dtype=torch.float32)
+    if cfg.missing_eos_penalty is not None:
+        scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)
+    # 3. log-probs of the sampled tokens under policy and reference, and values
+    with torch.no_grad():
+        logprobs = response_logprobs(ac.model, rollout, cfg.temperature)
+        with ac.reference_context():
+            ref_logprobs = response_logprobs(ac.model, rollout, cfg.temperature)
+        ac.use(VALUE)
+        values = response_values(ac.trunk, ac.value_head, rollout)
+    mask = rollout.response_mask
+    # 4. per-token rewards: -beta * KL, plus the score at the last response token
+    kl = kl_estimate(logprobs, ref_logprobs, cfg.kl.estimator) * mask
+    token_rewards = -kl_ctl.value * kl
+    last = mask.long().sum(1) - 1
+    token_rewards[torch.arange(len(last)), last] += scores
+    if cfg.whiten_rewards:
+        token_rewards = masked_whiten(token_rewards, mask, shift_mean=False) * mask
+    # 5. advantages with GAE, whitened over the batch
+    advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages = masked_whiten(advantages, mask) * mask
+    # 6. PPO epochs over shuffled minibatches
+    train_stats = _update(cfg, ac, optimizer, rollout, logprobs, values, advantages, returns)
+    # 7. metrics, KL controller, samples
+    mean_kl = (kl.sum(1)).mean().item()
+    kl_ctl.update(mean_kl, cfg.batch_size)
+    elapsed = time.perf_counter() - started
+    metrics = {"step": step + 1, **scored.metrics(), "ppo/score": scores.mean().item(), "ppo/kl": mean_kl,
+               "ppo/kl_coef": kl_ctl.value, "ppo/response_length": mask.float().sum(1).mean().item(),
+               "ppo/no_eos_fraction": 1.0 - rollout.contains_eos.float().mean().item(),
+               "ppo/empty_fraction": sum(not t for t in rollout.texts) / len(rollout.texts),
+               "ppo/prompts_cut": cut, "ppo/samples_per_second": cfg.batch_size / elapsed, **train_stats}
+    if all(r.get("brief") is not None for r in batch_rows):
+        metrics["gold/utility"] = sum(gold_utility(r["brief"], t) for r, t in zip(batch_rows, rollout.texts)) / len(batch_rows)
+    _append(out_dir / "metrics.jsonl", metrics)
+    for row, text, score in list(zip(batch_rows, rollout.texts, scores.tolist()))[: cfg.log_samples]:
+        _append(out_dir / "samples.jsonl", {"step": step + 1, "prompt_id": row.get("id") or row.get("brief_id"),
+                                             "response": text, "score": score})
+    log.info("ppo step %d: score %.3f kl %.3f", step + 1, metrics["ppo/score"], mean_kl)
+    return metrics
+
+
+def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns) -> dict:
+    """ppo_epochs passes of clipped policy and value updates over shuffled minibatches."""
+    stats: dict[str, list[float]] = {}
+    for _ in range(cfg.ppo_epochs):
+        for index in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
+            mb = rollout.select(index)
+            mask = mb.response_mask
+            ac.use(POLICY)
+            new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
+            pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask, cfg.cliprange)
+            pg_loss.backward()
+            ac.use(VALUE)
+            new_values = response_values(ac.trunk, ac.value_head, mb)
+            vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
+            (cfg.vf_coef * vf_loss).backward()
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                raise RlhfAdsError("non-finite gradient in the PPO update; lower ppo.learning_rate or check the rewards")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            for key, value in {"ppo/policy_loss": pg_loss, "ppo/value_loss": vf_loss,
+                               "ppo/policy_clipfrac": pg_stats["clipfrac"], "ppo/value_clipfrac": vf_stats["clipfrac"],
+                               "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask),
+                               "ppo/grad_norm": grad_norm}.items():
+                stats.setdefault(key, []).append(float(value.detach()))
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _truncate_logs(out_dir: Path, step: int) -> None:
+    """On (re)start, drop log lines of steps after the checkpoint we resume from."""
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = out_dir / name
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _save_adapters(folder: Path, ac: ActorCritic) -> None:
+    ac.model.save_pretrained(str(folder), selected_adapters=[POLICY, VALUE])
+    save_file({k: v.detach().cpu().contiguous() for k, v in ac.value_head.state_dict().items()},
+              str(folder / "value_head.safetensors"))
+
+
+def _save_checkpoint(out_dir: Path, step: int, ac, optimizer, kl_ctl, rewards, keep: int) -> None:
+    def write(folder: Path) -> None:
+        _save_adapters(folder, ac)
+        torch.save({"optimizer": optimizer.state_dict(), "rng": checkpoint.rng_state()}, folder / "trainer.pt")
+        (folder / "state.json").write_text(json.dumps({"step": step, "kl": kl_ctl.state_dict(),
+                                                       "rewards": rewards.state_dict()}))
+    checkpoint.save_atomically(out_dir / "checkpoints", step, write, keep)
+
+
+def _load_checkpoint(folder: Path, ac, optimizer, kl_ctl, rewards) -> int:
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    for adapter in (POLICY, VALUE):
+        set_peft_model_state_dict(ac.model, load_peft_weights(str(folder / adapter)), adapter_name=adapter)
+    ac.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
+    saved = torch.load(folder / "trainer.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    checkpoint.set_rng_state(saved["rng"])
+    state = json.loads((folder / "state.json").read_text())
+    kl_ctl.load_state_dict(state["kl"])
+    rewards.load_state_dict(state["rewards"])
+    return int(state["step"])
+
+
+def _save_final(out_dir: Path, ac: ActorCritic) -> None:
+    _save_adapters(out_dir, ac)
+    ac.tokenizer.save_pretrained(str(out_dir))
+
+
+def final_policy_dir(out_dir: Path) -> Path:
+    """Where the trained policy adapter lands (PeftModel.from_pretrained(base, this))."""
+    return out_dir / POLICY
+

@@ -1,0 +1,89 @@
+"""What the training stages share: trainer arguments from a recipe, resume, metrics files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhf_ads.config import Recipe, TrainingSettings
+from rlhf_ads.config_schema import to_dict
+from rlhf_ads.errors import ConfigError
+from rlhf_ads.modeling import resolve_dtype
+from rlhf_ads.storage import atomic_write_text
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+
+
+def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
+    """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints."""
+    report_to = [] if training.report_to in ("none", "jsonl") else [training.report_to]
+    return args_class(
+        output_dir=str(out_dir / CHECKPOINTS), learning_rate=training.learning_rate,
+        num_train_epochs=training.epochs, max_steps=training.max_steps,
+        per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.grad_accum, warmup_steps=training.warmup_ratio,
+        weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
+        lr_scheduler_type="linear", logging_steps=training.logging_steps,
+        eval_strategy="steps" if training.eval_steps else "no", eval_steps=training.eval_steps or None,
+        save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
+        seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
+        bf16=resolve_dtype(recipe.model.dtype) == "bf16", disable_tqdm=False, dataloader_num_workers=0,
+        **extra)
+
+
+def require_trainable(model_cfg) -> None:
+    """4-bit weights cannot be trained directly: QLoRA trains a LoRA adapter on them."""
+    if model_cfg.load_in_4bit and not model_cfg.use_lora:
+        raise ConfigError("model.load_in_4bit needs model.use_lora: true (QLoRA trains a LoRA adapter on the "
+                          "frozen 4-bit weights)")
+
+
+def keep_trainable_dtype(trainer, dtype: str) -> None:
+    """TRL casts QLoRA's trainable weights (adapters and modules_to_save such as a score head) to bf16;
+    with fp32 compute that breaks the first forward. Put them back in the compute dtype."""
+    if resolve_dtype(dtype) != "fp32":
+        return
+    for param in trainer.model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def newest_checkpoint(out_dir: Path) -> str | None:
+    """The newest complete `checkpoint-N` folder under out_dir/checkpoints, if any."""
+    folders = [p for p in (out_dir / CHECKPOINTS).glob("checkpoint-*")
+               if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(folders, key=lambda p: int(p.name.split("-")[-1]))) if folders else None
+
+
+def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
+    """trainer.train(), continuing from the newest checkpoint when resume is asked and one exists."""
+    checkpoint = newest_checkpoint(out_dir) if training.resume else None
+    if training.resume:
+        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
+    trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def loss_curve(trainer) -> list[float]:
+    """Training losses as logged, in order."""
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def take(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most `limit` rows, drawn reproducibly (all rows when limit is None)."""
+    if limit is None or limit >= len(rows):
+        return rows
+    return random.Random(seed).sample(rows, limit)
+
+
+def write_stage_outputs(out_dir: Path, metrics: dict[str, Any], recipe: Recipe, trainer=None) -> None:
+    """metrics.json (metrics + resolved config) and, after training, train_log.jsonl."""
+    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+    if trainer is not None:
+        lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
+        atomic_write_text(out_dir / "train_log.jsonl", lines)

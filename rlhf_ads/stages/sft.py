@@ -1,0 +1,106 @@
+"""Stage `sft`: supervised fine-tuning on brief -> ad copy with TRL's SFTTrainer, loss on the completion only.
+
+Writes <run>/sft/: the PEFT adapter (or full model) + tokenizer, samples.jsonl (held-out briefs,
+base vs SFT), metrics.json, train_log.jsonl; checkpoints under sft/checkpoints/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import datasets
+from trl import SFTConfig, SFTTrainer
+
+from rlhf_ads.config import Recipe
+from rlhf_ads.data import data_options, load_briefs, load_rows, render_prompt, render_row_prompt, row_completion
+from rlhf_ads.generation import generate_completions
+from rlhf_ads.modeling import load_base
+from rlhf_ads.platforms import width_for
+from rlhf_ads.seeding import seed_everything
+from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, take, train, trainer_args,
+                                    write_stage_outputs)
+from rlhf_ads.storage import atomic_write_text
+
+STAGE = "sft"
+
+
+def prompt_completion_dataset(rows: list[dict], tokenizer) -> datasets.Dataset:
+    """TRL's prompt/completion format: chat-rendered prompt text and the ad (TRL appends EOS)."""
+    return datasets.Dataset.from_list([{"prompt": render_row_prompt(r, tokenizer), "completion": row_completion(r)}
+                                       for r in rows])
+
+
+def run(recipe: Recipe) -> dict:
+    cfg, model_cfg = recipe.sft, recipe.model
+    out_dir = recipe.stage_dir(STAGE)
+    seed_everything(recipe.seed)
+    # 1. model: base (+ LoRA / QLoRA as the recipe says)
+    require_trainable(model_cfg)
+    lora = model_cfg.lora if model_cfg.use_lora else None
+    model, tokenizer = load_base(model_cfg.base, dtype=model_cfg.dtype, load_in_4bit=model_cfg.load_in_4bit,
+                                 lora=lora, cache_dir=model_cfg.cache_dir)
+    # 2. data: validated rows -> prompt/completion
+    train_rows = take(load_rows(cfg.train.path, "sft", **data_options(cfg.train, out_dir)),
+                      cfg.training.max_train_rows, recipe.seed)
+    eval_rows = take(load_rows(cfg.eval.path, "sft", **data_options(cfg.eval, out_dir)),
+                     cfg.training.max_eval_rows, recipe.seed)
+    # 3. train with TRL, resuming when asked
+    args = trainer_args(SFTConfig, cfg.training, out_dir, recipe, completion_only_loss=True, packing=False,
+                        max_length=cfg.training.max_length, truncation_mode="keep_end", dataset_num_proc=None)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                         train_dataset=prompt_completion_dataset(train_rows, tokenizer),
+                         eval_dataset=prompt_completion_dataset(eval_rows, tokenizer))
+    keep_trainable_dtype(trainer, recipe.model.dtype)
+    started = time.perf_counter()
+    train(trainer, cfg.training, out_dir)
+    train_seconds = time.perf_counter() - started
+    # 4. held-out loss and perplexity
+    eval_loss = trainer.evaluate()["eval_loss"]
+    losses = loss_curve(trainer)
+    metrics = {"sft/eval_loss": eval_loss, "sft/perplexity": math.exp(min(eval_loss, 50.0)),
+               "sft/train_loss_first": losses[0] if losses else None, "sft/train_loss_last": losses[-1] if losses else None,
+               "sft/train_rows": len(train_rows), "sft/train_seconds": round(train_seconds, 1),
+               "sft/steps": trainer.state.global_step}
+    # 5. save the adapter (or model) and tokenizer, and optionally a merged copy
+    model = trainer.model
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_text(out_dir / "rlhf_ads_stage.json", json.dumps(
+        {"stage": STAGE, "base": model_cfg.base, "dtype": model_cfg.dtype, "load_in_4bit": model_cfg.load_in_4bit}))
+    if cfg.merge and hasattr(model, "merge_and_unload") and not model_cfg.load_in_4bit:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out_dir / "merged")
+        tokenizer.save_pretrained(out_dir / "merged")
+        model = merged
+    # 6. samples on held-out briefs: base vs SFT, within platform limits
+    if cfg.num_samples:
+        metrics.update(_compare_samples(recipe, model, tokenizer, out_dir))
+    write_stage_outputs(out_dir, metrics, recipe, trainer)
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _compare_samples(recipe: Recipe, model, tokenizer, out_dir) -> dict:
+    """Greedy ads for held-out briefs from the base (adapter disabled) and the SFT model."""
+    cfg = recipe.sft
+    briefs = load_briefs(cfg.sample_briefs.path, **data_options(cfg.sample_briefs, out_dir))[: cfg.num_samples]
+    prompts = [render_prompt(b, tokenizer) for b in briefs]
+    generate = dict(max_new_tokens=cfg.max_new_tokens, temperature=0.0, batch_size=cfg.training.batch_size)
+    tuned = generate_completions(model, tokenizer, prompts, **generate)
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            base = generate_completions(model, tokenizer, prompts, **generate)
+    else:
+        base_model, _ = load_base(recipe.model.base, dtype=recipe.model.dtype, cache_dir=recipe.model.cache_dir)
+        base = generate_completions(base_model, tokenizer, prompts, **generate)
+    rows = []
+    for brief, base_ad, sft_ad in zip(briefs, base, tuned):
+        rows.append({"brief_id": brief.id, "platform": brief.platform, "field": brief.field, "max_chars": brief.max_chars,
+                     "base": base_ad, "base_within_limit": 0 < width_for(base_ad, brief.platform) <= brief.max_chars,
+                     "sft": sft_ad, "sft_within_limit": 0 < width_for(sft_ad, brief.platform) <= brief.max_chars})
+    atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return {"sft/within_limit_rate": sum(r["sft_within_limit"] for r in rows) / len(rows),
+            "base/within_limit_rate": sum(r["base_within_limit"] for r in rows) / len(rows),
+            "sft/samples": len(rows)}

@@ -1,0 +1,27 @@
+"""Shared entry for `accelerate launch scripts/<stage>.py --config RECIPE [key=value ...] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlhf_ads import config
+from rlhf_ads.cli import run_stage
+from rlhf_ads.errors import RlhfAdsError
+
+
+def launch(stage: str) -> None:
+    parser = argparse.ArgumentParser(description=f"rlhf-ads stage '{stage}' (works under accelerate launch)")
+    parser.add_argument("--config", help="recipe YAML")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    args = parser.parse_args()
+    try:
+        recipe = config.load(args.config, args.overrides)
+        section = getattr(recipe, stage, None)
+        if args.resume and section is not None:
+            (section.training if hasattr(section, "training") else section).resume = True
+        run_stage(stage, recipe)
+    except RlhfAdsError as exc:
+        print(f"rlhf-ads: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,34 @@
+"""Metrics on hand-made inputs with known answers."""
+
+import math
+
+import pytest
+
+from rlhf_ads.evaluation.metrics import click_log_loss, distinct_n, pairwise_accuracy, weighted_auc
+
+
+def test_pairwise_accuracy_with_ties_and_groups():
+    acc = pairwise_accuracy([2.0, 1.0, 0.5, 3.0], [1.0, 1.0, 0.7, 0.0], ["a", "a", "b", "b"])
+    assert acc == {"all": 0.625, "a": 0.75, "b": 0.5}
+
+
+def test_weighted_auc_matches_expanded_samples():
+    # row scores 0.1, 0.5, 0.9 with (pos, neg) = (0, 2), (1, 1), (2, 0):
+    # positives at 0.5 (x1) and 0.9 (x2); negatives at 0.1 (x2) and 0.5 (x1)
+    # pairs: 0.5 vs 0.1: 1*2 wins, 0.5 vs 0.5: 1*1 tie; 0.9 beats all 3 negatives twice -> 6
+    assert weighted_auc([0.1, 0.5, 0.9], [0, 1, 2], [2, 1, 0]) == pytest.approx((2 + 0.5 + 6) / 9)
+    assert weighted_auc([0.3, 0.3], [1, 1], [1, 1]) == 0.5
+    assert math.isnan(weighted_auc([0.1], [0], [5]))
+
+
+def test_click_log_loss():
+    assert click_log_loss([0.5], [1], [2]) == pytest.approx(math.log(2))
+    assert click_log_loss([0.1, 0.2], [1, 2], [10, 10]) == pytest.approx(
+        -(math.log(0.1) + 9 * math.log(0.9) + 2 * math.log(0.2) + 8 * math.log(0.8)) / 20)
+
+
+def test_distinct_n():
+    assert distinct_n(["a b a b"], 1) == 0.5
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n(["a b", "a b"], 2) == 0.5
+    assert distinct_n([""], 2) == 0.0

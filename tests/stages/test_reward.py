@@ -1,0 +1,84 @@
+"""Stage reward on tiny models: pairwise (LoRA, full, 4-bit) and click-through; the head survives save/load."""
+
+import json
+
+import pytest
+import torch
+
+from reward_models.learned import ClickThroughReward, LearnedReward
+from rlhf_ads import config
+from rlhf_ads.data import load_rows, message_text, row_context, scorer_text
+from rlhf_ads.modeling import SCORER_META
+from rlhf_ads.stages import reward
+
+TINY = ["reward.training.max_train_rows=16", "reward.training.max_eval_rows=8", "reward.training.max_steps=8",
+        "reward.training.batch_size=4", "reward.training.learning_rate=0.005", "reward.training.logging_steps=1",
+        "reward.training.warmup_ratio=0", "reward.training.max_length=1024", "model.dtype=fp32"]
+
+
+def run_tiny(tmp_path, model_dir, *extra):
+    recipe = config.load(None, [f"model.base={model_dir}", f"output_dir={tmp_path}", *TINY, *extra])
+    return reward.run(recipe), tmp_path / "quickstart" / recipe.reward.output
+
+
+@pytest.mark.parametrize("extra", [["model.use_lora=true"], [], ["model.use_lora=true", "model.load_in_4bit=true"]],
+                         ids=["lora", "full", "qlora"])
+def test_pairwise_trains_and_the_saved_scorer_reproduces_its_scores(tmp_path, tiny_model_dir, extra):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, *extra)
+    assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
+    assert {"rm/accuracy", "rm/gold_agreement", "rm/noise_ceiling", "rm/sft_score_mean"} <= set(metrics)
+    assert any(k.startswith("rm/accuracy/d0") for k in metrics)  # per designer
+    meta = json.loads((out / SCORER_META).read_text())
+    assert meta["kind"] == "pairwise" and meta["score_std"] > 0
+    # The reloaded scorer (adapter + score head, or full model) gives the scores the trained one gave.
+    row = load_rows("bundled:preferences:heldout", "preferences")[0]
+    loaded = LearnedReward(str(out), dtype="fp32", max_length=1024)
+    context = row_context(row)
+    score = loaded([message_text(row["chosen"])], [context])[0]
+    assert score == pytest.approx(loaded([message_text(row["chosen"])], [context])[0])
+    stats = loaded([r["completion"] for r in load_rows("bundled:sft:heldout", "sft")[:8]],
+                   [row_context(r) for r in load_rows("bundled:sft:heldout", "sft")[:8]])
+    assert max(stats) != min(stats)  # not a constant head
+    from safetensors.torch import load_file
+
+    if "model.use_lora=true" in extra:
+        weights = load_file(out / "adapter_model.safetensors")
+        assert any("score" in k for k in weights), "score head missing from the saved adapter"
+        assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())  # B starts at 0
+    else:
+        trained, base = load_file(out / "model.safetensors"), load_file(tiny_model_dir / "model.safetensors")
+        assert any(not torch.equal(trained[k], base[k]) for k in base if k in trained)
+
+
+def test_saved_head_matches_the_trained_head(tmp_path, tiny_model_dir):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.training.max_eval_rows=6")
+    loaded = LearnedReward(str(out), dtype="fp32", max_length=1024)
+    rows = load_rows("bundled:preferences:heldout", "preferences")
+    sample = load_rows("bundled:sft:heldout", "sft")
+    texts = [(row_context(r), r["completion"]) for r in sample]
+    # rm/sft_score_mean was computed with the in-memory model on the first max_eval_rows SFT rows (seeded draw);
+    # the reloaded model must reproduce the same mean over the same draw.
+    from rlhf_ads.stages.common import take
+
+    drawn = take(sample, 6, 0)
+    scores = loaded([r["completion"] for r in drawn], [row_context(r) for r in drawn])
+    assert sum(scores) / len(scores) == pytest.approx(metrics["rm/sft_score_mean"], abs=1e-4)
+    assert rows and texts
+
+
+def test_click_through_model_trains_and_reports_auc(tmp_path, tiny_model_dir):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.kind=ctr", "reward.output=ctr",
+                            "reward.training.learning_rate=0.02")
+    assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
+    assert 0 <= metrics["ctr/auc"] <= 1 and metrics["ctr/log_loss"] > 0 and "ctr/log_loss_true_ctr" in metrics
+    predicted = ClickThroughReward(str(out), dtype="fp32", max_length=1024)(["Trail shoes. Shop now."], ["brief"])
+    assert 0 < predicted[0] < 1
+
+
+def test_encoder_backbone_on_the_bundled_minilm(tmp_path, tiny_model_dir):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "reward.backbone=encoder", "reward.training.max_length=256",
+                            "reward.training.learning_rate=0.0001", "reward.training.max_steps=4")
+    assert (out / "config.json").is_file() and json.loads((out / SCORER_META).read_text())["backbone"] == "encoder"
+    assert "rm/accuracy" in metrics and metrics["rm/steps"] == 4
+    scores = LearnedReward(str(out), dtype="fp32")(["Trail shoes. Shop now.", "BUY!!!"], ["brief", "brief"])
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
