@@ -175,6 +175,7 @@ class PPOStageConfig:
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help="Samples per optimizer step inside a PPO epoch.")
+    grad_accum: int = option(1, help="Micro-batches per minibatch (gradient accumulation; saves memory).")
     ppo_epochs: int = option(4, help="Passes over each rollout batch.")
     learning_rate: float = option(1e-4, help="AdamW learning rate for the policy and value adapters.")
     max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
@@ -199,6 +200,9 @@ class PPOStageConfig:
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size "
                              f"({self.mini_batch_size})")
+        if self.grad_accum < 1 or self.mini_batch_size % self.grad_accum:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be a multiple of grad_accum "
+                             f"({self.grad_accum})")
         if self.mini_batch_size < 2:
             raise ValueError("mini_batch_size must be >= 2: advantages are whitened per minibatch batch")
         if self.temperature <= 0:

@@ -172,31 +172,35 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
 
 
 def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns) -> dict:
-    """ppo_epochs passes of clipped policy and value updates over shuffled minibatches."""
+    """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
+    `grad_accum` micro-batches whose gradients add up before one optimizer step."""
     stats: dict[str, list[float]] = {}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for _ in range(cfg.ppo_epochs):
-        for index in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
-            mb = rollout.select(index)
-            mask = mb.response_mask
-            ac.use(POLICY)
-            new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
-            pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask, cfg.cliprange)
-            pg_loss.backward()
-            ac.use(VALUE)
-            new_values = response_values(ac.trunk, ac.value_head, mb)
-            vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
-            (cfg.vf_coef * vf_loss).backward()
-            params = [p for group in optimizer.param_groups for p in group["params"]]
+        for minibatch in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
+            for index in minibatch.split(cfg.mini_batch_size // cfg.grad_accum):
+                mb = rollout.select(index)
+                mask = mb.response_mask
+                ac.use(POLICY)
+                new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
+                pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
+                                                cfg.cliprange)
+                (pg_loss / cfg.grad_accum).backward()
+                ac.use(VALUE)
+                new_values = response_values(ac.trunk, ac.value_head, mb)
+                vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
+                (cfg.vf_coef * vf_loss / cfg.grad_accum).backward()
+                for key, value in {"ppo/policy_loss": pg_loss, "ppo/value_loss": vf_loss,
+                                   "ppo/policy_clipfrac": pg_stats["clipfrac"],
+                                   "ppo/value_clipfrac": vf_stats["clipfrac"], "ppo/approx_kl": pg_stats["approxkl"],
+                                   "ppo/entropy": masked_mean(entropy, mask)}.items():
+                    stats.setdefault(key, []).append(float(value.detach()))
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if not torch.isfinite(grad_norm):
                 raise RlhfAdsError("non-finite gradient in the PPO update; lower ppo.learning_rate or check the rewards")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            for key, value in {"ppo/policy_loss": pg_loss, "ppo/value_loss": vf_loss,
-                               "ppo/policy_clipfrac": pg_stats["clipfrac"], "ppo/value_clipfrac": vf_stats["clipfrac"],
-                               "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask),
-                               "ppo/grad_norm": grad_norm}.items():
-                stats.setdefault(key, []).append(float(value.detach()))
+            stats.setdefault("ppo/grad_norm", []).append(float(grad_norm))
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 

@@ -112,3 +112,46 @@ def test_one_update_moves_log_probs_along_the_advantages(tmp_path, tiny_model_di
         new = response_logprobs(ac.model, rollout, 1.0)
     change = ((new - old) * rollout.response_mask).sum(1)
     assert change[0] > 0 and change[2] > 0 and change[1] < 0 and change[3] < 0
+
+
+def test_gradient_accumulation_matches_one_big_minibatch(tmp_path, tiny_model_dir):
+    """Two micro-batches of 2 give the update one minibatch of 4 gives (same rollout, same seed)."""
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    trainer.run(recipe(tmp_path / "one", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4"))
+    trainer.run(recipe(tmp_path / "two", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4",
+                       "ppo.grad_accum=2"))
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert one[0]["ppo/score"] == two[0]["ppo/score"]  # same first rollout
+    assert two[1]["ppo/kl"] == pytest.approx(one[1]["ppo/kl"], rel=1e-3, abs=1e-4)  # same update -> same next policy
+
+
+def test_long_prompts_are_cut_from_the_left_and_counted(tmp_path, tiny_model_dir):
+    metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
+                                 "ppo.max_prompt_tokens=16"))
+    assert metrics["ppo/prompts_cut"] == 4
+
+
+def test_empty_generations_are_scored_not_fatal(tmp_path, tiny_model_dir):
+    empty = write_reward(tmp_path, """
+        def score(completions, prompts, **columns):
+            return [0.0 if not c else 1.0 for c in completions]
+    """)
+    loaded = recipe(tmp_path, tiny_model_dir, empty, "ppo.steps=1", "ppo.max_new_tokens=1")
+    metrics = trainer.run(loaded)
+    assert 0.0 <= metrics["ppo/empty_fraction"] <= 1.0 and metrics["ppo/response_length"] == 1.0
+
+
+def test_value_head_starts_from_a_causal_reward_models_score_head(tmp_path, tiny_model_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from rlhf_ads.ppo.models import build_actor_critic
+    from rlhf_ads.stages import reward as reward_stage
+
+    common = [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", "model.dtype=fp32", "model.use_lora=true"]
+    reward_stage.run(config.load(None, [*common, "reward.training.max_steps=2", "reward.training.max_train_rows=4",
+                                        "reward.training.max_eval_rows=4", "reward.training.max_length=1024"]))
+    reward_dir = tmp_path / "quickstart/reward"
+    score = next(v for k, v in load_file(reward_dir / "adapter_model.safetensors").items() if "score" in k)
+    ac = build_actor_critic(config.load(None, common), None, reward_dir)
+    assert torch.allclose(ac.value_head.weight, score.reshape(1, -1).float())
