@@ -253,9 +253,3 @@ def _load_checkpoint(folder: Path, ac, optimizer, kl_ctl, rewards) -> int:
 def _save_final(out_dir: Path, ac: ActorCritic) -> None:
     _save_adapters(out_dir, ac)
     ac.tokenizer.save_pretrained(str(out_dir))
-
-
-def final_policy_dir(out_dir: Path) -> Path:
-    """Where the trained policy adapter lands (PeftModel.from_pretrained(base, this))."""
-    return out_dir / POLICY
-
