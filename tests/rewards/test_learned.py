@@ -22,12 +22,17 @@ def expected_logit(model, tokenizer, prompt, ad):
         return model(**tokenizer([text], return_tensors="pt", add_special_tokens=False)).logits[0, 0].item()
 
 
-def test_full_model_folder_scores_like_the_model(tmp_path, tiny_model_dir):
-    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
+def saved_full_scorer(tmp_path, model_dir):
+    """A tiny sequence classifier saved as a full model folder, and the LearnedReward reading it back."""
+    model, tokenizer = load_base(str(model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
                                  num_labels=1)
     model.save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
-    reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+    return model, tokenizer, LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+
+
+def test_full_model_folder_scores_like_the_model(tmp_path, tiny_model_dir):
+    model, tokenizer, reward = saved_full_scorer(tmp_path, tiny_model_dir)
     scores = reward(ADS, PROMPTS)
     model.eval()
     expected = [expected_logit(model, tokenizer, p, a) for p, a in zip(PROMPTS, ADS)]
@@ -61,11 +66,7 @@ def test_not_a_scorer_folder_is_explained(tmp_path):
 
 
 def test_brief_columns_become_the_trained_context(tmp_path, tiny_model_dir):
-    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
-                                 num_labels=1)
-    model.save_pretrained(tmp_path / "rm")
-    tokenizer.save_pretrained(tmp_path / "rm")
-    reward = LearnedReward(str(tmp_path / "rm"), dtype="fp32")
+    model, tokenizer, reward = saved_full_scorer(tmp_path, tiny_model_dir)
     columns = dict(platform=["google_rsa"], field=["headline"], brand=["Ridgeline"], product=["trail shoe"],
                    keywords=[["trail shoes"]], tone=["friendly"], landing_page=["Trail shoe at $129."])
     context = reward.contexts(["ignored chat prompt"], columns)[0]
