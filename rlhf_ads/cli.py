@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from rlhf_ads import config
+from rlhf_ads import config, pipeline
 from rlhf_ads.config_schema import field_help, to_dict
 from rlhf_ads.data.validation import KINDS
 from rlhf_ads.errors import RlhfAdsError
@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                                config.PPOStageConfig)):
         stage_parser = _recipe_parser(sub, stage, help_, cls, f"{stage}.")
         stage_parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    pipeline = _recipe_parser(sub, "pipeline", "SFT -> reward model -> PPO -> evaluate, each stage's output feeding "
+                              "the next; writes <run>/report/report.html", config.Recipe, "")
+    pipeline.add_argument("--resume", action="store_true",
+                          help="skip finished stages; continue an interrupted one from its newest checkpoint")
+    pipeline.add_argument("--stages", help="comma-separated subset to run, e.g. ppo,evaluate (default: all four)")
     _recipe_parser(sub, "evaluate", "compare checkpoints (base, sft, ppo, adapter folders) on held-out briefs",
                    config.EvaluateConfig, "evaluate.")
     _recipe_parser(sub, "config", "print the resolved recipe (after defaults and overrides) as JSON",
@@ -97,15 +102,6 @@ def _split_recipe(args) -> tuple[str | None, list[str]]:
     return args.recipe, list(args.overrides)
 
 
-def run_stage(name: str, recipe) -> dict:
-    """Run one stage by name (imports only that stage's dependencies)."""
-    import importlib
-
-    modules = {"ppo": "rlhf_ads.ppo.trainer", "evaluate": "rlhf_ads.evaluation.evaluate"}
-    module = modules.get(name, f"rlhf_ads.stages.{name}")
-    return importlib.import_module(module).run(recipe)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -117,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         recipe = config.load(*_split_recipe(args))
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))
+        elif args.command == "pipeline":
+            pipeline.run(recipe, pipeline.parse_stages(args.stages), resume=args.resume)
         else:
             if getattr(args, "resume", False):
-                section = getattr(recipe, args.command)
-                (section.training if hasattr(section, "training") else section).resume = True
-            run_stage(args.command, recipe)
+                pipeline.set_resume(recipe, args.command)
+            pipeline.run_stage(args.command, recipe)
     except RlhfAdsError as exc:
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         return 2

@@ -95,14 +95,19 @@ class TrainingSettings:
     warmup_ratio: float = option(0.05, help="Share of steps with linear learning-rate warm-up.")
     weight_decay: float = option(0.0, help="AdamW weight decay.")
     max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
-    max_length: int = option(512, help="Longest tokenized row; longer rows are truncated (SFT) or dropped (reward).")
+    max_length: int = option(512, help=(
+        "Longest tokenized row; SFT cuts the prompt's start to fit (the ad is kept), the reward stage drops longer rows."))
+    gradient_checkpointing: bool = option(False, help=(
+        "Recompute activations in the backward pass: less memory for large bases, about a third slower."))
     max_train_rows: int | None = option(None, help="Use only the first N training rows (after shuffling with the seed).")
     max_eval_rows: int | None = option(400, help="Use only the first N held-out rows for evaluation.")
     eval_steps: int = option(0, help="Evaluate every N steps during training; 0: only at the end.")
     logging_steps: int = option(10, help="Log training metrics every N steps.")
     save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
-    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help="Where metrics go.")
+    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+        "Where metrics go: 'wandb' (names from the recipe's `tracking:` section), 'tensorboard' (<stage>/tensorboard/), "
+        "'jsonl' (<stage>/train_log.jsonl written live) or 'none' (train_log.jsonl only at the end)."))
     resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
 
     def __post_init__(self):
@@ -172,6 +177,10 @@ class PPOStageConfig:
     sft: str | None = option(None, help="SFT stage output folder to start the policy (and reference) from; "
                                         "default <output_dir>/<run_name>/sft when it exists.")
     value_from_reward: bool = option(True, help="Initialise the value head from the reward model's score head when shapes allow.")
+    models: Literal["shared", "separate"] = option("shared", help=(
+        "'shared': one base carries the policy, reference and value adapters (least memory). 'separate': "
+        "the policy, reference and value each get their own copy of the base; with model.use_lora: false the "
+        "policy and value train all their weights (full-parameter PPO, ~4x the memory of 'shared')."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help="Samples per optimizer step inside a PPO epoch.")
@@ -193,7 +202,10 @@ class PPOStageConfig:
     kl: KLSettings = option(help="KL penalty and its controller.", factory=KLSettings)
     save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
-    log_samples: int = option(4, help="Sample generations written to samples.jsonl each step.")
+    log_samples: int = option(4, help="Sample generations written to samples.jsonl (and the tracker's table) each step.")
+    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+        "Where per-step metrics and sample tables go besides metrics.jsonl (always written): 'wandb', 'tensorboard' "
+        "(<stage>/tensorboard/), or 'jsonl'/'none' (metrics.jsonl only)."))
     resume: bool = option(False, help="Continue from the newest checkpoint (also --resume).")
 
     def __post_init__(self):
@@ -220,6 +232,12 @@ class EvaluateConfig:
     max_new_tokens: int = option(48, help="Token budget of each ad.")
     temperature: float = option(0.0, help="0: greedy decoding (evaluation default).")
     batch_size: int = option(8, help="Prompts per generation batch.")
+    judge: str | None = option(None, help=(
+        "Reward component (by name) that judges win rates against SFT; default: the first reward_model "
+        "component of the mix, else the composite reward."))
+    report_samples: int = option(12, help="Briefs shown side by side in report.html.")
+    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+        "Also send the metrics and a table of the sample ads to this tracker (metrics.json is always written)."))
 
 
 @dataclass
@@ -239,6 +257,18 @@ class RewardSpec:
 
 
 @dataclass
+class TrackingConfig:
+    """How a run is named in the experiment tracker; each stage's `report_to` picks the tracker."""
+
+    project: str = option("rlhf-ads", help="W&B project (TensorBoard writes to <stage>/tensorboard/<name> instead).")
+    entity: str | None = option(None, help="W&B entity (team or user); default: your W&B default.")
+    name: str | None = option(None, help="Run name; default '<run_name>-<stage>'.")
+    group: str | None = option(None, help="W&B group that gathers a pipeline's stages; default: run_name.")
+    tags: list[str] = option(help="W&B tags, e.g. [quickstart, cpu].", factory=list)
+    log_artifacts: bool = option(False, help="Upload each stage's final adapters to W&B as a model artifact.")
+
+
+@dataclass
 class Recipe:
     """A whole recipe: run identity plus one section per stage."""
 
@@ -252,12 +282,22 @@ class Recipe:
     ppo: PPOStageConfig = option(help="Stage `ppo`.", factory=PPOStageConfig)
     evaluate: EvaluateConfig = option(help="`rlhf-ads evaluate`.", factory=EvaluateConfig)
     rewards: list[RewardSpec] = option(help="The reward mix used by PPO and evaluation.", factory=list)
+    tracking: TrackingConfig = option(help="Experiment tracker run names (W&B project, group, tags).",
+                                      factory=TrackingConfig)
 
     def stage_dir(self, stage: str) -> Path:
         """Output folder of one stage: <output_dir>/<run_name>/<stage>."""
         return Path(self.output_dir) / self.run_name / stage
 
 
+RUN_DIR = "{run_dir}"
+
+
 def load(path: str | Path | None, overrides: list[str] = ()) -> Recipe:
-    """Load and check a recipe; `overrides` are `section.key=value` strings."""
-    return load_recipe(Recipe, path, overrides)
+    """Load and check a recipe; `overrides` are `section.key=value` strings. In reward kwargs,
+    '{run_dir}' stands for <output_dir>/<run_name>, so a recipe can name its own stages' outputs."""
+    recipe = load_recipe(Recipe, path, overrides)
+    run_dir = str(Path(recipe.output_dir) / recipe.run_name)
+    for spec in recipe.rewards:
+        spec.kwargs = {k: v.replace(RUN_DIR, run_dir) if isinstance(v, str) else v for k, v in spec.kwargs.items()}
+    return recipe

@@ -26,3 +26,15 @@ def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens
         completions.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     model.train(was_training)
     return completions
+
+
+def generate_with_adapter(model, tokenizer, prompts: list[str], adapter: str | None, **kwargs) -> list[str]:
+    """`generate_completions` with one named adapter of a PeftModel active, or with adapters disabled
+    (adapter=None: the base model)."""
+    if adapter is not None:
+        model.set_adapter(adapter)
+        return generate_completions(model, tokenizer, prompts, **kwargs)
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            return generate_completions(model, tokenizer, prompts, **kwargs)
+    return generate_completions(model, tokenizer, prompts, **kwargs)

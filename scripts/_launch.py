@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlhf_ads import config
-from rlhf_ads.cli import run_stage
+from rlhf_ads import config, pipeline
 from rlhf_ads.errors import RlhfAdsError
 
 
@@ -18,10 +17,12 @@ def launch(stage: str) -> None:
     args = parser.parse_args()
     try:
         recipe = config.load(args.config, args.overrides)
-        section = getattr(recipe, stage, None)
-        if args.resume and section is not None:
-            (section.training if hasattr(section, "training") else section).resume = True
-        run_stage(stage, recipe)
+        if stage == "pipeline":
+            pipeline.run(recipe, resume=args.resume)
+            return
+        if args.resume:
+            pipeline.set_resume(recipe, stage)
+        pipeline.run_stage(stage, recipe)
     except RlhfAdsError as exc:
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from rlhf_ads.platforms import field_spec, platforms
@@ -81,8 +82,12 @@ def brief_context(brief: Brief) -> str:
 
 
 def scorer_text(context: str, completion: str) -> str:
-    """What a scorer reads: the context (a brief_context line or a user's prompt) and the ad."""
-    return f"{context}\nAd: {completion.strip()}"
+    """What a scorer reads: the context (a brief_context line or a user's prompt), surface facts about
+    the ad that subword tokenizers hide (its length in characters, against the limit in the context;
+    words in capitals, which an uncased encoder cannot see), and the ad."""
+    ad = completion.strip()
+    shouted = sum(1 for word in re.findall(r"\b[A-Za-z]{4,}\b", ad) if word.isupper())
+    return f"{context}\nAd ({len(ad)} chars, {shouted} words in capitals): {ad}"
 
 
 def row_context(row: dict) -> str:

@@ -1,9 +1,10 @@
 """`rlhf-ads evaluate`: compare checkpoints (base, SFT, PPO, or adapter folders) on held-out briefs.
 
-Every model writes one ad per brief with the same decoding; each is scored by the recipe's reward
-mix, the gold utility (bundled data), the linter's platform and policy rules, keyword coverage,
-distinct-n, length, and the exact KL to the reference (the SFT adapter) summed over the response.
-Writes <run>/report/metrics.json and samples.jsonl.
+Every model writes one ad per brief with the same decoding; each ad is scored by the recipe's reward
+mix (total and each component), the gold utility (bundled data), the linter's platform and policy
+rules, keyword coverage; each model's ads by distinct-1/2, self-BLEU, length quantiles, the exact KL
+to the reference (the SFT adapter) summed over the response, and the win rate against SFT judged by
+the reward model. Writes <run>/report/metrics.json, samples.jsonl and report.html.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import data_options, load_briefs, render_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
-from rlhf_ads.evaluation.metrics import distinct_n
-from rlhf_ads.generation import generate_completions
+from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
+from rlhf_ads.evaluation.report import write_report
+from rlhf_ads.generation import generate_with_adapter
 from rlhf_ads.modeling import load_base
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
+from rlhf_ads.tracking import RunTracker
 
 log = logging.getLogger(__name__)
 STAGE = "report"
+REFERENCE = "sft"
 
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
@@ -56,24 +60,53 @@ def _attach(model, name: str, folder: Path, base: str):
 
 
 @torch.no_grad()
-def response_kl(model, tokenizer, prompts: list[str], responses: list[str], policy: str | None, reference: str) -> list[float]:
-    """Exact KL(policy || reference) summed over each response's tokens (full distributions, not samples)."""
-    values = []
-    for prompt, response in zip(prompts, responses):
-        ids = tokenizer([prompt + response], return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
-        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        log_p = _log_probs(model, ids, policy)[:, start - 1:-1]
-        log_q = _log_probs(model, ids, reference)[:, start - 1:-1]
-        values.append(float((log_p.exp() * (log_p - log_q)).sum()))
+def response_kl(model, tokenizer, prompts: list[str], responses: list[str], policy: str | None, reference: str,
+                batch_size: int = 8) -> list[float]:
+    """Exact KL(policy || reference) summed over each response's tokens (full distributions, not samples).
+
+    Each batch is prompt + response ids, right-padded to (B, W); the KL is taken at the positions
+    that predict a response token and summed per row -> (B,)."""
+    values: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
+        response_ids = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses[start:start + batch_size]]
+        width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
+        ids = torch.full((len(prompt_ids), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        predicts_response = torch.zeros_like(ids, dtype=torch.bool)  # position t predicts token t + 1
+        for row, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+            ids[row, :len(p) + len(r)] = torch.tensor(p + r)
+            attention[row, :len(p) + len(r)] = 1
+            predicts_response[row, len(p) - 1:len(p) + len(r) - 1] = True
+        ids, attention = ids.to(model.device), attention.to(model.device)
+        log_p = _log_probs(model, ids, attention, policy, predicts_response)
+        log_q = _log_probs(model, ids, attention, reference, predicts_response)
+        per_position = torch.zeros(predicts_response.shape)
+        per_position[predicts_response] = (log_p.exp() * (log_p - log_q)).sum(-1).cpu()
+        values.extend(per_position.sum(1).tolist())
     return values
 
 
-def _log_probs(model, ids, adapter: str | None):
+def _log_probs(model, ids, attention, adapter: str | None, positions) -> torch.Tensor:
+    """Log-softmax of the logits at the selected positions: (N, V)."""
     if adapter is None:
         with model.disable_adapter():
-            return torch.log_softmax(model(input_ids=ids).logits.float(), -1)
-    model.set_adapter(adapter)
-    return torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+            logits = model(input_ids=ids, attention_mask=attention).logits
+    else:
+        model.set_adapter(adapter)
+        logits = model(input_ids=ids, attention_mask=attention).logits
+    return torch.log_softmax(logits[positions.to(logits.device)].float(), -1)
+
+
+def judge_name(recipe: Recipe) -> str | None:
+    """The reward component that judges win rates: evaluate.judge, else the first reward_model component."""
+    if recipe.evaluate.judge is not None:
+        names = [spec.name or spec.function for spec in recipe.rewards]
+        if recipe.evaluate.judge not in names:
+            raise RlhfAdsError(f"evaluate.judge '{recipe.evaluate.judge}' is not a component of the reward mix "
+                               f"({', '.join(names) or 'empty'})")
+        return recipe.evaluate.judge
+    return next((spec.name or spec.function for spec in recipe.rewards if spec.function == "reward_model"), None)
 
 
 def run(recipe: Recipe) -> dict:
@@ -86,60 +119,89 @@ def run(recipe: Recipe) -> dict:
     for name, folder in folders.items():
         if folder is not None:
             model = _attach(model, name, folder, recipe.model.base)
-    reference = "sft" if "sft" in folders else None
     prompts = [render_prompt(b, tokenizer) for b in briefs]
     rewards = CompositeReward.from_specs(recipe.rewards) if recipe.rewards else None
+    judge = judge_name(recipe)
     columns = {k: [b.to_dict()[k] for b in briefs] for k in briefs[0].to_dict()}
-    metrics, samples = {}, {b.id: {"brief_id": b.id, "platform": b.platform, "field": b.field} for b in briefs}
+    decoding = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
+    metrics: dict[str, float] = {}
+    per_ad: dict[str, list[dict]] = {}
     for name, folder in folders.items():
+        log.info("evaluate: %s writes %d ads", name, len(briefs))
         adapter = None if folder is None else name
-        ads = _generate(model, tokenizer, prompts, adapter, cfg)
-        metrics.update(score_ads(name, briefs, prompts, ads, rewards, columns))
-        if reference is not None and isinstance(model, PeftModel):
-            kls = response_kl(model, tokenizer, prompts, ads, adapter, reference)
-            metrics[f"eval/{name}/kl_to_sft"] = sum(kls) / len(kls)
-        for brief, ad in zip(briefs, ads):
-            samples[brief.id][name] = ad
-    atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples.values()))
+        ads = generate_with_adapter(model, tokenizer, prompts, adapter, **decoding)
+        model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
+        if REFERENCE in folders and isinstance(model, PeftModel):
+            kls = response_kl(model, tokenizer, prompts, ads, adapter, REFERENCE, cfg.batch_size)
+            model_metrics["kl_to_sft"] = sum(kls) / len(kls)
+            for record, kl in zip(per_ad[name], kls):
+                record["kl_to_sft"] = kl
+        metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
+    if REFERENCE in per_ad:
+        for name in per_ad:
+            key = "judge" if judge else "composite_reward"
+            if name != REFERENCE and per_ad[name] and key in per_ad[name][0]:
+                metrics[f"eval/{name}/win_rate_vs_sft"] = win_rate([r[key] for r in per_ad[name]],
+                                                                   [r[key] for r in per_ad[REFERENCE]])
+    samples = [{"brief_id": b.id, "platform": b.platform, "field": b.field, "max_chars": b.max_chars,
+                "product": b.product, "brand": b.brand, **{name: per_ad[name][i] for name in per_ad}}
+               for i, b in enumerate(briefs)]
+    atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+    write_report(out_dir / "report.html", recipe, metrics, samples, list(folders), judge)
+    _track(recipe, out_dir, metrics, samples, list(folders))
     print(format_table(metrics, list(folders)))
+    log.info("evaluate: wrote %s", out_dir / "report.html")
     return metrics
 
 
-def _generate(model, tokenizer, prompts, adapter: str | None, cfg) -> list[str]:
-    kwargs = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
-    if adapter is None:
-        if isinstance(model, PeftModel):
-            with model.disable_adapter():
-                return generate_completions(model, tokenizer, prompts, **kwargs)
-        return generate_completions(model, tokenizer, prompts, **kwargs)
-    model.set_adapter(adapter)
-    return generate_completions(model, tokenizer, prompts, **kwargs)
+def _track(recipe: Recipe, out_dir: Path, metrics: dict[str, float], samples: list[dict], names: list[str]) -> None:
+    """The metrics as a summary and the sample ads as a table, in evaluate.report_to's tracker."""
+    tracker = RunTracker.start(recipe, STAGE, out_dir, recipe.evaluate.report_to)
+    try:
+        tracker.log(metrics, step=0)
+        tracker.summary(metrics)
+        tracker.log_samples([{"brief_id": s["brief_id"], **{n: s[n]["ad"] for n in names}} for s in samples],
+                            step=0, name="eval_samples")
+    finally:
+        tracker.finish()
 
 
-def score_ads(name: str, briefs, prompts, ads: list[str], rewards, columns) -> dict[str, float]:
-    """eval/<name>/<metric> for one model's ads."""
+def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | None) -> tuple[dict[str, float], list[dict]]:
+    """One model's ads -> (metrics without the eval/<name>/ prefix, one score record per ad)."""
     from reward_models.copy_quality import keyword_coverage
     from reward_models.policy import context_for, lint
 
     n = len(ads)
     violations = [lint(ad, context_for(b.platform, b.field)) for b, ad in zip(briefs, ads)]
-    coverage = [c for c in keyword_coverage(ads, prompts, keywords=columns["keywords"]) if c is not None]
-    out = {"gold": sum(gold_utility(b, a) for b, a in zip(briefs, ads)) / n,
-           "compliance": sum(not v for v in violations) / n,
+    coverage = keyword_coverage(ads, prompts, keywords=columns["keywords"])
+    records = [{"ad": ad, "gold": gold_utility(b, ad), "chars": len(ad), "compliant": not v,
+                "violations": sorted({x.rule for x in v})} for b, ad, v in zip(briefs, ads, violations)]
+    applicable = [c for c in coverage if c is not None]
+    chars = [len(a) for a in ads]
+    out = {"gold": sum(r["gold"] for r in records) / n,
+           "compliance": sum(r["compliant"] for r in records) / n,
            "within_limit": sum(not any(x.rule == "over_limit" for x in v) for v in violations) / n,
            "policy_violations": sum(len([x for x in v if x.rule != "over_limit"]) for v in violations) / n,
-           "keyword_coverage": sum(coverage) / max(1, len(coverage)),
-           "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2),
-           "mean_chars": sum(len(a) for a in ads) / n}
+           "keyword_coverage": sum(applicable) / max(1, len(applicable)),
+           "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2), "self_bleu": self_bleu(ads),
+           "mean_chars": sum(chars) / n, **dict(zip(("chars_p10", "chars_p50", "chars_p90"), quantiles(chars)))}
     if rewards is not None:
-        out["composite_reward"] = sum(rewards(ads, prompts, **columns)) / n
-    return {f"eval/{name}/{k}": v for k, v in out.items()}
+        scored = rewards.score(ads, prompts, **columns)
+        out["composite_reward"] = sum(scored.total) / n
+        out.update({f"reward/{k.split('/', 1)[1]}": v for k, v in scored.metrics().items()
+                    if not k.endswith("_weighted") and k != "reward/total"})
+        for i, record in enumerate(records):
+            record["composite_reward"] = scored.total[i]
+            if judge is not None:
+                record["judge"] = scored.raw[judge][i]
+    return out, records
 
 
 def format_table(metrics: dict[str, float], names: list[str]) -> str:
-    keys = sorted({k.split("/", 2)[2] for k in metrics})
-    lines = ["metric".ljust(20) + "".join(n.rjust(12) for n in names)]
+    """A plain-text table: one row per metric, one column per model."""
+    keys = sorted({k.split("/", 2)[2] for k in metrics if k.count("/") >= 2})
+    lines = ["metric".ljust(24) + "".join(n.rjust(12) for n in names)]
     for key in keys:
-        lines.append(key.ljust(20) + "".join(f"{metrics.get(f'eval/{n}/{key}', float('nan')):12.3f}" for n in names))
+        lines.append(key.ljust(24) + "".join(f"{metrics.get(f'eval/{n}/{key}', float('nan')):12.3f}" for n in names))
     return "\n".join(lines)

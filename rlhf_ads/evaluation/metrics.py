@@ -52,3 +52,27 @@ def distinct_n(texts: list[str], n: int) -> float:
     """Distinct-n (Li et al. 2016): unique word n-grams over all n-grams across the texts."""
     grams = [tuple(words[i:i + n]) for words in (t.lower().split() for t in texts) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def self_bleu(texts: list[str]) -> float:
+    """Self-BLEU (Zhu et al. 2018, Texygen) in [0, 100]: mean sentence BLEU of each text against all the
+    others as references (sacrebleu, exponential smoothing). Higher means less diverse; nan for < 2 texts."""
+    import sacrebleu
+
+    if len(texts) < 2:
+        return float("nan")
+    scores = [sacrebleu.sentence_bleu(text, texts[:i] + texts[i + 1:]).score for i, text in enumerate(texts)]
+    return sum(scores) / len(scores)
+
+
+def win_rate(candidate: list[float], baseline: list[float]) -> float:
+    """Share of paired items where the candidate's score beats the baseline's (ties count half)."""
+    if not candidate or len(candidate) != len(baseline):
+        raise ValueError(f"win_rate needs equal, non-empty lists; got {len(candidate)} and {len(baseline)}")
+    return sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline)) / len(candidate)
+
+
+def quantiles(values: list[float], points: tuple[float, ...] = (0.1, 0.5, 0.9)) -> list[float]:
+    """Nearest-rank quantiles of the values, one per point in [0, 1]."""
+    ordered = sorted(values)
+    return [ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))] for p in points]

@@ -1,19 +1,29 @@
 """The memory design: one base (optionally 4-bit) carrying LoRA adapters for the policy, the frozen
-reference (the SFT adapter) and the value function, plus a small value head."""
+reference (the SFT adapter) and the value function, plus a small value head (`ActorCritic`); or, for
+users who want them, separate models per role (`SeparateActorCritic`, `ppo.models: separate`).
+
+Both expose the same surface to the PPO loop: `use(POLICY | VALUE)`, `model` (the active role's LM),
+`trunk` (its transformer without the LM head), `reference_context()`, `value_head`,
+`trainable_parameters()`, `save_weights(folder)` / `load_weights(folder)`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
 
+from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.modeling import SCORER_META, load_base
 
 log = logging.getLogger(__name__)
 POLICY, REFERENCE, VALUE = "policy", "reference", "value"
+VALUE_HEAD = "value_head.safetensors"
 
 
 class ActorCritic:
@@ -49,6 +59,86 @@ class ActorCritic:
         groups[VALUE].extend(self.value_head.parameters())
         return groups
 
+    def save_weights(self, folder: Path) -> None:
+        """policy/ and value/ PEFT adapters and value_head.safetensors under `folder`."""
+        self.model.save_pretrained(str(folder), selected_adapters=[POLICY, VALUE])
+        _save_value_head(self.value_head, folder)
+
+    def load_weights(self, folder: Path) -> None:
+        """The inverse of save_weights."""
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        for adapter in (POLICY, VALUE):
+            set_peft_model_state_dict(self.model, load_peft_weights(str(folder / adapter)), adapter_name=adapter)
+        self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD)))
+
+
+class SeparateActorCritic:
+    """Policy, reference and value as separate models (each its own copy of the base); the policy and
+    value are PEFT models with one trainable adapter each, or plain models trained in full."""
+
+    def __init__(self, roles: dict[str, torch.nn.Module], tokenizer, value_head: torch.nn.Linear):
+        self.roles, self.tokenizer, self.value_head = roles, tokenizer, value_head
+        self.active = POLICY
+        for model in roles.values():
+            model.eval()
+
+    def use(self, name: str) -> None:
+        self.active = name
+
+    @property
+    def model(self):
+        return self.roles[self.active]
+
+    @property
+    def trunk(self):
+        model = self.model
+        return (model.get_base_model() if isinstance(model, PeftModel) else model).model
+
+    @contextlib.contextmanager
+    def reference_context(self):
+        previous, self.active = self.active, REFERENCE
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.active = previous
+
+    def trainable_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
+        groups = {role: [p for p in self.roles[role].parameters() if p.requires_grad] for role in (POLICY, VALUE)}
+        groups[VALUE].extend(self.value_head.parameters())
+        return groups
+
+    def save_weights(self, folder: Path) -> None:
+        for role in (POLICY, VALUE):
+            model = self.roles[role]
+            if isinstance(model, PeftModel):  # one adapter, saved flat in folder/role like the shared design
+                staging = folder / f".{role}-staging"
+                model.save_pretrained(str(staging), selected_adapters=[role])  # PEFT writes staging/<role>/
+                shutil.rmtree(folder / role, ignore_errors=True)
+                (staging / role).replace(folder / role)
+                shutil.rmtree(staging)
+            else:
+                model.save_pretrained(str(folder / role))
+        _save_value_head(self.value_head, folder)
+
+    def load_weights(self, folder: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        for role in (POLICY, VALUE):
+            model = self.roles[role]
+            if isinstance(model, PeftModel):
+                set_peft_model_state_dict(model, load_peft_weights(str(folder / role)), adapter_name=role)
+            else:
+                model.load_state_dict(load_file(str(folder / role / "model.safetensors")), strict=False)
+        self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD)))
+
+
+def _save_value_head(value_head: torch.nn.Linear, folder: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()}, str(folder / VALUE_HEAD))
+
 
 class _DisabledAdapter:
     def __init__(self, model):
@@ -64,12 +154,14 @@ class _DisabledAdapter:
         self.grad.__exit__(*exc)
 
 
-def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) -> ActorCritic:
-    """Load the base once; the policy starts from the SFT adapter (a fresh LoRA without one)."""
+def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) -> ActorCritic | SeparateActorCritic:
+    """The roles as ppo.models asks; the policy and reference start from the SFT adapter (without one:
+    a fresh LoRA, and the base as reference)."""
+    if recipe.ppo.models == "separate":
+        return build_separate(recipe, sft_dir, reward_dir)
     cfg = recipe.model
     base, tokenizer = load_base(cfg.base, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit, cache_dir=cfg.cache_dir)
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=0.0, target_modules=_targets(cfg.lora),
-                      task_type="CAUSAL_LM")
+    lora = _lora_config(cfg.lora)
     if sft_dir is not None:
         model = PeftModel.from_pretrained(base, str(sft_dir), adapter_name=POLICY, is_trainable=True)
         model.load_adapter(str(sft_dir), adapter_name=REFERENCE, is_trainable=False)
@@ -77,24 +169,58 @@ def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) ->
         log.warning("no SFT adapter: the policy starts as a fresh LoRA on the base, the reference is the base")
         model = get_peft_model(base, lora, adapter_name=POLICY)
     model.add_adapter(VALUE, lora)
-    hidden = model.get_base_model().config.hidden_size
-    value_head = torch.nn.Linear(hidden, 1, bias=True, dtype=torch.float32, device=model.device)
+    value_head = _value_head(recipe, model.get_base_model().config.hidden_size, model.device, reward_dir)
+    return ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
+
+
+def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> SeparateActorCritic:
+    """One base copy per role. With model.use_lora the policy trains a LoRA adapter (from the SFT
+    adapter when there is one) and the value a fresh one; without, both train all weights, starting
+    from the base with the SFT adapter merged in. The reference is frozen."""
+    cfg = recipe.model
+    if cfg.load_in_4bit and not cfg.use_lora:
+        raise RlhfAdsError("ppo.models=separate with model.load_in_4bit needs model.use_lora: true (4-bit weights "
+                           "cannot be trained directly)")
+
+    def role_model(role: str, trainable: bool):
+        base, tokenizer = load_base(cfg.base, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit, cache_dir=cfg.cache_dir)
+        if not cfg.use_lora:  # full-parameter roles start from the SFT model (its adapter merged in)
+            model = PeftModel.from_pretrained(base, str(sft_dir)).merge_and_unload() if sft_dir is not None else base
+            model.requires_grad_(trainable)
+        elif sft_dir is not None and role in (POLICY, REFERENCE):
+            model = PeftModel.from_pretrained(base, str(sft_dir), adapter_name=role, is_trainable=trainable)
+        elif role == REFERENCE:  # no SFT adapter: the plain base
+            model = base.requires_grad_(False)
+        else:
+            model = get_peft_model(base, _lora_config(cfg.lora), adapter_name=role)
+        return model, tokenizer
+
+    policy, tokenizer = role_model(POLICY, trainable=True)
+    reference, _ = role_model(REFERENCE, trainable=False)
+    value, _ = role_model(VALUE, trainable=True)
+    hidden = (value.get_base_model() if isinstance(value, PeftModel) else value).config.hidden_size
+    value_head = _value_head(recipe, hidden, policy.device, reward_dir)
+    return SeparateActorCritic({POLICY: policy, REFERENCE: reference, VALUE: value}, tokenizer, value_head)
+
+
+def _lora_config(lora) -> LoraConfig:
+    targets = lora.target_modules if lora.target_modules == "all-linear" else [
+        t.strip() for t in lora.target_modules.split(",")]
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def _value_head(recipe, hidden: int, device, reward_dir: Path | None) -> torch.nn.Linear:
+    """A (hidden -> 1) fp32 head, zero or copied from the reward model's score head."""
+    value_head = torch.nn.Linear(hidden, 1, bias=True, dtype=torch.float32, device=device)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     if reward_dir is not None and recipe.ppo.value_from_reward:
         _init_value_head_from_reward(value_head, reward_dir)
-    return ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
-
-
-def _targets(lora):
-    return lora.target_modules if lora.target_modules == "all-linear" else [
-        t.strip() for t in lora.target_modules.split(",")]
+    return value_head
 
 
 def _init_value_head_from_reward(value_head: torch.nn.Linear, reward_dir: Path) -> None:
     """Copy the reward model's score head when it reads the same hidden size (checklist item 16)."""
-    from safetensors.torch import load_file
-
     meta_file = reward_dir / SCORER_META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     for name in ("adapter_model.safetensors", "model.safetensors"):

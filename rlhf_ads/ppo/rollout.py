@@ -24,6 +24,7 @@ class Rollout:
     response_mask: torch.Tensor
     contains_eos: torch.Tensor  # (B,) bool
     texts: list[str]
+    logprobs: torch.Tensor | None = None  # (B, R) sampling log-probs of the response tokens, when known
 
     @property
     def sequence(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,7 +33,8 @@ class Rollout:
 
     def select(self, index: torch.Tensor) -> "Rollout":
         return Rollout(self.query[index], self.query_mask[index], self.response[index], self.response_mask[index],
-                       self.contains_eos[index], [self.texts[i] for i in index.tolist()])
+                       self.contains_eos[index], [self.texts[i] for i in index.tolist()],
+                       None if self.logprobs is None else self.logprobs[index])
 
 
 def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -60,15 +62,19 @@ def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -
 @torch.no_grad()
 def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
            top_p: float) -> Rollout:
-    """Sample one response per prompt with the KV cache; cut at the first stop token."""
+    """Sample one response per prompt with the KV cache; cut at the first stop token. The policy's
+    log-probs of the sampled tokens come from the sampling step's raw logits / temperature, which saves
+    the policy a forward pass over the rollout (the same numbers up to float rounding)."""
     out = model.generate(input_ids=query, attention_mask=query_mask, do_sample=True, temperature=temperature,
                          top_p=top_p, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+                         eos_token_id=tokenizer.eos_token_id, output_logits=True, return_dict_in_generate=True)
     stop_ids = [tokenizer.eos_token_id]
-    response, mask, contains_eos = truncate_at_stop(out[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
+    response, mask, contains_eos = truncate_at_stop(out.sequences[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
+    logprobs = logprobs_from_logits(torch.stack(out.logits, 1), response, temperature)
+    logprobs = torch.masked_fill(logprobs, ~mask, INVALID_LOGPROB)
     texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),
                                                        skip_special_tokens=True)]
-    return Rollout(query, query_mask, response, mask, contains_eos, texts)
+    return Rollout(query, query_mask, response, mask, contains_eos, texts, logprobs)
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -79,13 +85,16 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
     """Log-probs (B, R) of the response tokens under `model` (logits / temperature); INVALID_LOGPROB
     at padded positions. With `with_entropy`, also the per-token entropy (B, R)."""
     ids, mask = rollout.sequence
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits
-    logits = logits[:, rollout.query.shape[1] - 1:-1]  # the logit at t predicts token t + 1
+    # the LM head runs on the last R + 1 positions only; the logit at t predicts token t + 1
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                   logits_to_keep=rollout.response.shape[1] + 1).logits[:, :-1]
     logprobs = logprobs_from_logits(logits, rollout.response, temperature)
     logprobs = torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
     if not with_entropy:
         return logprobs
-    return logprobs, entropy_from_logits(logits / (temperature + 1e-7))
+    with torch.no_grad():  # logged, not optimized
+        entropy = entropy_from_logits(logits / (temperature + 1e-7))
+    return logprobs, entropy
 
 
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:

@@ -11,7 +11,13 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
     7. log, KL controller, checkpoint
 
 Writes <run>/ppo/: policy/ and value/ adapters, value_head.safetensors, metrics.jsonl,
-samples.jsonl, metrics.json; checkpoints/ (atomic) for --resume.
+samples.jsonl, metrics.json; checkpoints/ (atomic) for --resume; per-step metrics and sample tables
+also go to `ppo.report_to` (rlhf_ads.tracking).
+
+Under `accelerate launch` with N processes each rank rolls out its own `batch_size` prompts (its slice
+of one seeded permutation), samples with its own seed, and averages gradients with the others before
+every optimizer step (ppo/distributed.py); the main process alone writes files and logs, with
+metrics averaged over ranks. The KL controller sees the averaged KL, so it stays equal on every rank.
 """
 
 from __future__ import annotations
@@ -22,14 +28,16 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from accelerate import Accelerator
+from tqdm.auto import tqdm
 
-from rlhf_ads import checkpoint
+from rlhf_ads import checkpoint, tracking
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import brief_from_row, data_options, load_rows, render_row_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
@@ -55,11 +63,16 @@ def reward_columns(rows: list[dict]) -> dict[str, list]:
     return {name: [f.get(name) for f in flat] for name in names}
 
 
-def batch_indices(n_rows: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """Rows of one step: a fresh seeded permutation per pass over the data, so the position is just the step."""
-    per_pass = max(1, n_rows // batch_size)
+def batch_indices(n_rows: int, batch_size: int, step: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Rows of one step for one rank: a fresh seeded permutation per pass over the data, so the position is
+    just the step; the step's batch_size * world_size rows are split between ranks, rank r taking slice r."""
+    global_batch = batch_size * world_size
+    if n_rows < global_batch:
+        raise RlhfAdsError(f"ppo needs at least batch_size x processes = {global_batch} prompts, got {n_rows}; "
+                           "lower ppo.batch_size or use fewer processes")
+    per_pass = max(1, n_rows // global_batch)
     permutation = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed + step // per_pass)).tolist()
-    start = (step % per_pass) * batch_size
+    start = (step % per_pass) * global_batch + rank * batch_size
     return permutation[start:start + batch_size]
 
 
@@ -80,6 +93,8 @@ def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Pa
 def run(recipe: Recipe) -> dict:
     cfg = recipe.ppo
     out_dir = recipe.stage_dir(STAGE)
+    Accelerator()  # under `accelerate launch`: joins the process group (gloo on CPUs, NCCL on GPUs) and picks the device
+    main = tracking.is_main_process()
     seed_everything(recipe.seed)
     if not recipe.rewards:
         raise RlhfAdsError("ppo needs at least one reward: add a `rewards:` list to the recipe "
@@ -91,35 +106,62 @@ def run(recipe: Recipe) -> dict:
                             reward_dir if reward_dir.is_dir() else None)
     rewards = CompositeReward.from_specs(recipe.rewards)
     groups = ac.trainable_parameters()
-    optimizer = torch.optim.AdamW([p for g in groups.values() for p in g], lr=cfg.learning_rate)
+    params = [p for g in groups.values() for p in g]
+    dist.broadcast_parameters(params)  # every rank starts from rank 0's adapters and value head
+    if dist.world_size() > 1:
+        seed_everything(recipe.seed + dist.rank())  # each rank samples its own responses
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     kl_ctl = make_kl_controller(cfg.kl)
     start_step = 0
-    checkpoint.remove_partials(out_dir / "checkpoints")
+    if main:
+        checkpoint.remove_partials(out_dir / "checkpoints")
+    dist.barrier()
     if cfg.resume and (latest := checkpoint.newest(out_dir / "checkpoints")) is not None:
         start_step = _load_checkpoint(latest, ac, optimizer, kl_ctl, rewards)
         log.info("resumed from %s at step %d", latest, start_step)
-    _truncate_logs(out_dir, start_step)
+    if main:
+        _truncate_logs(out_dir, start_step)
+    tracker = tracking.RunTracker.start(recipe, STAGE, out_dir, cfg.report_to)
     metrics = {}
-    for step in range(start_step, cfg.steps):
-        metrics = ppo_step(recipe, ac, optimizer, kl_ctl, rewards, rows, step, out_dir)
-        if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
-            _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
-        if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
-            _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
-            raise KLBlowUp(f"mean KL {metrics['ppo/kl']:.2f} passed ppo.kl.stop_above={cfg.kl.stop_above} at step "
-                           f"{step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.learning_rate, raise "
-                           "ppo.kl.coef or set ppo.kl.target, then resume with --resume")
-    _save_final(out_dir, ac)
-    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+    try:
+        for step in tqdm(range(start_step, cfg.steps), desc="ppo", initial=start_step, total=cfg.steps,
+                         disable=not main):
+            metrics = ppo_step(recipe, ac, optimizer, kl_ctl, rewards, rows, step, out_dir, tracker)
+            if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
+                _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+            if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
+                _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+                raise KLBlowUp(f"mean KL {metrics['ppo/kl']:.2f} passed ppo.kl.stop_above={cfg.kl.stop_above} at "
+                               f"step {step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.learning_rate, "
+                               "raise ppo.kl.coef or set ppo.kl.target, then resume with --resume")
+        tracking.dump_parameter_fingerprint(STAGE, _named_trainable(ac), cfg.steps - start_step)
+        if main:
+            _save_final(out_dir, ac)
+            atomic_write_text(out_dir / "metrics.json",
+                              json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+            tracker.summary(metrics, cfg.steps)
+            if recipe.tracking.log_artifacts:
+                name = f"{tracking.run_name(recipe, STAGE)}-adapters"
+                tracker.log_artifact(tracking.stage_artifact_files(out_dir), name)
+        dist.barrier()
+    finally:
+        tracker.finish()
     return metrics
 
 
+def _named_trainable(ac: ActorCritic):
+    for role, params in ac.trainable_parameters().items():
+        yield from ((f"{role}.{i}", p) for i, p in enumerate(params))
+
+
 def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: CompositeReward, rows: list[dict],
-             step: int, out_dir: Path) -> dict:
-    """One PPO step; returns its metrics (also appended to metrics.jsonl)."""
+             step: int, out_dir: Path, tracker: tracking.RunTracker | None = None) -> dict:
+    """One PPO step; returns its metrics, averaged over ranks (the main process appends them to
+    metrics.jsonl and sends them, with a table of samples, to the tracker)."""
     cfg = recipe.ppo
     started = time.perf_counter()
-    batch_rows = [rows[i] for i in batch_indices(len(rows), cfg.batch_size, step, recipe.seed)]
+    indices = batch_indices(len(rows), cfg.batch_size, step, recipe.seed, dist.rank(), dist.world_size())
+    batch_rows = [rows[i] for i in indices]
     prompts = [render_row_prompt(r, ac.tokenizer) for r in batch_rows]
     # 1. rollout with the policy adapter
     query, query_mask, cut = encode_prompts(ac.tokenizer, prompts, cfg.max_prompt_tokens)
@@ -134,7 +176,7 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
         scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)
     # 3. log-probs of the sampled tokens under policy and reference, and values
     with torch.no_grad():
-        logprobs = response_logprobs(ac.model, rollout, cfg.temperature)
+        logprobs = rollout.logprobs  # from sampling: the policy needs no second pass
         with ac.reference_context():
             ref_logprobs = response_logprobs(ac.model, rollout, cfg.temperature)
         ac.use(VALUE)
@@ -153,27 +195,33 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     # 6. PPO epochs over shuffled minibatches
     train_stats = _update(cfg, ac, optimizer, rollout, logprobs, values, advantages, returns)
     # 7. metrics, KL controller, samples
-    mean_kl = (kl.sum(1)).mean().item()
-    kl_ctl.update(mean_kl, cfg.batch_size)
     elapsed = time.perf_counter() - started
-    metrics = {"step": step + 1, **scored.metrics(), "ppo/score": scores.mean().item(), "ppo/kl": mean_kl,
-               "ppo/kl_coef": kl_ctl.value, "ppo/response_length": mask.float().sum(1).mean().item(),
+    metrics = {"step": step + 1, **scored.metrics(), "ppo/score": scores.mean().item(), "ppo/kl": (kl.sum(1)).mean().item(),
+               "ppo/response_length": mask.float().sum(1).mean().item(),
                "ppo/no_eos_fraction": 1.0 - rollout.contains_eos.float().mean().item(),
                "ppo/empty_fraction": sum(not t for t in rollout.texts) / len(rollout.texts),
                "ppo/prompts_cut": cut, "ppo/samples_per_second": cfg.batch_size / elapsed, **train_stats}
     if all(r.get("brief") is not None for r in batch_rows):
         metrics["gold/utility"] = sum(gold_utility(r["brief"], t) for r, t in zip(batch_rows, rollout.texts)) / len(batch_rows)
-    _append(out_dir / "metrics.jsonl", metrics)
-    for row, text, score in list(zip(batch_rows, rollout.texts, scores.tolist()))[: cfg.log_samples]:
-        _append(out_dir / "samples.jsonl", {"step": step + 1, "prompt_id": row.get("id") or row.get("brief_id"),
-                                             "response": text, "score": score})
-    log.info("ppo step %d: score %.3f kl %.3f", step + 1, metrics["ppo/score"], mean_kl)
+    metrics = dist.average_metrics(metrics)
+    kl_ctl.update(metrics["ppo/kl"], cfg.batch_size * dist.world_size())
+    metrics["ppo/kl_coef"] = kl_ctl.value
+    if tracking.is_main_process():
+        _append(out_dir / "metrics.jsonl", metrics)
+        samples = [{"step": step + 1, "prompt_id": row.get("id") or row.get("brief_id"), "response": text, "score": score}
+                   for row, text, score in list(zip(batch_rows, rollout.texts, scores.tolist()))[: cfg.log_samples]]
+        for sample_row in samples:
+            _append(out_dir / "samples.jsonl", sample_row)
+        if tracker is not None:
+            tracker.log(metrics, step + 1)
+            tracker.log_samples([dict(s, prompt=p) for s, p in zip(samples, prompts)], step + 1)
+    log.info("ppo step %d: score %.3f kl %.3f", step + 1, metrics["ppo/score"], metrics["ppo/kl"])
     return metrics
 
 
 def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns) -> dict:
     """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
-    `grad_accum` micro-batches whose gradients add up before one optimizer step."""
+    `grad_accum` micro-batches whose gradients add up, then are averaged over ranks, before one optimizer step."""
     stats: dict[str, list[float]] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for _ in range(cfg.ppo_epochs):
@@ -195,6 +243,7 @@ def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, 
                                    "ppo/value_clipfrac": vf_stats["clipfrac"], "ppo/approx_kl": pg_stats["approxkl"],
                                    "ppo/entropy": masked_mean(entropy, mask)}.items():
                     stats.setdefault(key, []).append(float(value.detach()))
+            dist.average_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if not torch.isfinite(grad_norm):
                 raise RlhfAdsError("non-finite gradient in the PPO update; lower ppo.learning_rate or check the rewards")
@@ -219,31 +268,30 @@ def _truncate_logs(out_dir: Path, step: int) -> None:
             atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _save_adapters(folder: Path, ac: ActorCritic) -> None:
-    ac.model.save_pretrained(str(folder), selected_adapters=[POLICY, VALUE])
-    save_file({k: v.detach().cpu().contiguous() for k, v in ac.value_head.state_dict().items()},
-              str(folder / "value_head.safetensors"))
-
-
 def _save_checkpoint(out_dir: Path, step: int, ac, optimizer, kl_ctl, rewards, keep: int) -> None:
+    """The main process writes the checkpoint; it carries every rank's RNG states so a resume is exact."""
+    rng_per_rank = dist.gather_objects(checkpoint.rng_state())
+
     def write(folder: Path) -> None:
-        _save_adapters(folder, ac)
-        torch.save({"optimizer": optimizer.state_dict(), "rng": checkpoint.rng_state()}, folder / "trainer.pt")
+        ac.save_weights(folder)
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank},
+                   folder / "trainer.pt")
         (folder / "state.json").write_text(json.dumps({"step": step, "kl": kl_ctl.state_dict(),
                                                        "rewards": rewards.state_dict()}))
-    checkpoint.save_atomically(out_dir / "checkpoints", step, write, keep)
+    if tracking.is_main_process():
+        checkpoint.save_atomically(out_dir / "checkpoints", step, write, keep)
+    dist.barrier()
 
 
 def _load_checkpoint(folder: Path, ac, optimizer, kl_ctl, rewards) -> int:
-    from peft import set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    for adapter in (POLICY, VALUE):
-        set_peft_model_state_dict(ac.model, load_peft_weights(str(folder / adapter)), adapter_name=adapter)
-    ac.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
+    ac.load_weights(folder)
     saved = torch.load(folder / "trainer.pt", weights_only=False)
     optimizer.load_state_dict(saved["optimizer"])
-    checkpoint.set_rng_state(saved["rng"])
+    per_rank = saved.get("rng_per_rank") or [saved["rng"]]
+    if len(per_rank) != dist.world_size():
+        log.warning("checkpoint saved with %d processes, resuming with %d: sampling will not repeat exactly",
+                    len(per_rank), dist.world_size())
+    checkpoint.set_rng_state(per_rank[dist.rank() % len(per_rank)])
     state = json.loads((folder / "state.json").read_text())
     kl_ctl.load_state_dict(state["kl"])
     rewards.load_state_dict(state["rewards"])
@@ -251,5 +299,5 @@ def _load_checkpoint(folder: Path, ac, optimizer, kl_ctl, rewards) -> int:
 
 
 def _save_final(out_dir: Path, ac: ActorCritic) -> None:
-    _save_adapters(out_dir, ac)
+    ac.save_weights(out_dir)
     ac.tokenizer.save_pretrained(str(out_dir))

@@ -1,4 +1,5 @@
-"""What the training stages share: trainer arguments from a recipe, resume, metrics files."""
+"""What the training stages share: trainer arguments from a recipe, resume, atomic checkpoints,
+tracking (rlhf_ads.tracking), metrics files."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from rlhf_ads.config import Recipe, TrainingSettings
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.modeling import resolve_dtype
+from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
 from rlhf_ads.storage import atomic_write_text
+from rlhf_ads.tracking import (JsonlLogCallback, RunTracker, dump_parameter_fingerprint, is_main_process, run_name,
+                               stage_artifact_files, trainer_report_to)
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -22,7 +26,7 @@ CHECKPOINTS = "checkpoints"
 
 def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
     """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints."""
-    report_to = [] if training.report_to in ("none", "jsonl") else [training.report_to]
+    report_to = [b for b in trainer_report_to(training.report_to) if b != "tensorboard"]  # ours: see add_tracking
     return args_class(
         output_dir=str(out_dir / CHECKPOINTS), learning_rate=training.learning_rate,
         num_train_epochs=training.epochs, max_steps=training.max_steps,
@@ -33,6 +37,7 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         eval_strategy="steps" if training.eval_steps else "no", eval_steps=training.eval_steps or None,
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
+        gradient_checkpointing=training.gradient_checkpointing,
         bf16=resolve_dtype(recipe.model.dtype) == "bf16", disable_tqdm=False, dataloader_num_workers=0,
         **extra)
 
@@ -61,12 +66,40 @@ def newest_checkpoint(out_dir: Path) -> str | None:
     return str(max(folders, key=lambda p: int(p.name.split("-")[-1]))) if folders else None
 
 
+def start_tracking(trainer, training: TrainingSettings, recipe: Recipe, stage: str, out_dir: Path) -> RunTracker:
+    """Open the tracker run (full resolved config; W&B names from `tracking:`) before training: HF's W&B
+    callback then logs into this run. TensorBoard gets a callback writing <stage>/tensorboard/<run>-train;
+    jsonl a callback writing <stage>/train_log.jsonl live."""
+    tracker = RunTracker.start(recipe, stage, out_dir, training.report_to)
+    if training.report_to == "jsonl":
+        trainer.add_callback(JsonlLogCallback(out_dir / "train_log.jsonl"))
+    if training.report_to == "tensorboard" and is_main_process():
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        log_dir = out_dir / "tensorboard" / f"{run_name(recipe, stage)}-train"
+        trainer.add_callback(TensorBoardCallback(SummaryWriter(str(log_dir))))
+    return tracker
+
+
 def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
-    """trainer.train(), continuing from the newest checkpoint when resume is asked and one exists."""
+    """trainer.train() with atomic checkpoints, continuing from the newest complete checkpoint when resume is
+    asked and one exists."""
+    clear_staging(out_dir / CHECKPOINTS)
+    make_checkpoints_atomic(trainer, training.save_total_limit)
     checkpoint = newest_checkpoint(out_dir) if training.resume else None
     if training.resume:
         log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+    dump_parameter_fingerprint(out_dir.name, trainer.model.named_parameters(), trainer.state.global_step)
+
+
+def save_trained_model(trainer, out_dir: Path) -> None:
+    """The trained model (or adapter) to out_dir, written by the main process; under ZeRO-3 the Trainer
+    gathers the shards first. Outputs stay safetensors only: the Trainer's pickled training_args.bin goes."""
+    trainer.save_model(str(out_dir))
+    if is_main_process():
+        (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
 
 
 def loss_curve(trainer) -> list[float]:
@@ -81,9 +114,17 @@ def take(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
     return random.Random(seed).sample(rows, limit)
 
 
-def write_stage_outputs(out_dir: Path, metrics: dict[str, Any], recipe: Recipe, trainer=None) -> None:
-    """metrics.json (metrics + resolved config) and, after training, train_log.jsonl."""
-    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
-    if trainer is not None:
-        lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
-        atomic_write_text(out_dir / "train_log.jsonl", lines)
+def write_stage_outputs(out_dir: Path, metrics: dict[str, Any], recipe: Recipe, trainer=None,
+                        tracker: RunTracker | None = None) -> None:
+    """On the main process: metrics.json (metrics + resolved config) and, after training, train_log.jsonl;
+    the final metrics (and adapters, with tracking.log_artifacts) to the tracker, whose run then closes."""
+    if is_main_process():
+        atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+        if trainer is not None:
+            lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
+            atomic_write_text(out_dir / "train_log.jsonl", lines)
+    if tracker is not None:
+        tracker.summary(metrics, trainer.state.global_step if trainer is not None else None)
+        if recipe.tracking.log_artifacts:
+            tracker.log_artifact(stage_artifact_files(out_dir), f"{run_name(recipe, out_dir.name)}-model")
+        tracker.finish()

@@ -21,9 +21,10 @@ from rlhf_ads.data import data_options, load_rows, message_text, row_completion,
 from rlhf_ads.evaluation.metrics import click_log_loss, pairwise_accuracy, weighted_auc
 from rlhf_ads.modeling import SCORER_META, encode_for_scoring, load_base, score_sequences
 from rlhf_ads.seeding import seed_everything
-from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, take, train, trainer_args,
-                                    write_stage_outputs)
+from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, save_trained_model,
+                                    start_tracking, take, train, trainer_args, write_stage_outputs)
 from rlhf_ads.storage import atomic_write_text
+from rlhf_ads.tracking import is_main_process
 
 
 def load_scorer_for_training(recipe: Recipe):
@@ -110,6 +111,7 @@ def run(recipe: Recipe) -> dict:
         trainer = Trainer(model=model, args=args, train_dataset=click_dataset(train_rows, tokenizer, training.max_length),
                           data_collator=ClickCollator(tokenizer), compute_loss_func=click_loss)
     keep_trainable_dtype(trainer, recipe.model.dtype)
+    tracker = start_tracking(trainer, training, recipe, cfg.output, out_dir)
     train(trainer, training, out_dir)
     model = trainer.model
     losses = loss_curve(trainer)
@@ -126,11 +128,14 @@ def run(recipe: Recipe) -> dict:
     meta.update(score_mean=statistics.fmean(sample_scores), score_std=statistics.pstdev(sample_scores))
     metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"]})
     # 5. save: adapter + score head (modules_to_save) or full model, tokenizer, metadata
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    atomic_write_text(out_dir / SCORER_META, json.dumps(meta, indent=2))
-    write_stage_outputs(out_dir, metrics, recipe, trainer)
-    print(json.dumps(metrics, indent=2))
+    #    (files from the main process only; ZeRO-3 shards are gathered first)
+    save_trained_model(trainer, out_dir)
+    if is_main_process():
+        tokenizer.save_pretrained(out_dir)
+        atomic_write_text(out_dir / SCORER_META, json.dumps(meta, indent=2))
+    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker)
+    if is_main_process():
+        print(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -19,17 +19,29 @@ from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
 from rlhf_ads.platforms import width_for
 from rlhf_ads.seeding import seed_everything
-from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, take, train, trainer_args,
-                                    write_stage_outputs)
+from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, save_trained_model,
+                                    start_tracking, take, train, trainer_args, write_stage_outputs)
 from rlhf_ads.storage import atomic_write_text
+from rlhf_ads.tracking import is_main_process
 
 STAGE = "sft"
 
 
-def prompt_completion_dataset(rows: list[dict], tokenizer) -> datasets.Dataset:
-    """TRL's prompt/completion format: chat-rendered prompt text and the ad (TRL appends EOS)."""
-    return datasets.Dataset.from_list([{"prompt": render_row_prompt(r, tokenizer), "completion": row_completion(r)}
-                                       for r in rows])
+def tokenized_row(prompt: str, completion: str, tokenizer, max_length: int) -> dict[str, list[int]]:
+    """input_ids = prompt + completion + EOS, at most max_length tokens, and completion_mask (1 on the
+    completion and EOS). A long prompt loses its start (the brief's end and the chat header stay); a
+    completion longer than max_length alone keeps its start."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    completion_ids = completion_ids[:max_length]
+    prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(completion_ids)):] if max_length > len(completion_ids) else []
+    return {"input_ids": prompt_ids + completion_ids, "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)}
+
+
+def prompt_completion_dataset(rows: list[dict], tokenizer, max_length: int) -> datasets.Dataset:
+    """Tokenized prompt/completion rows for TRL's SFTTrainer (loss on completion_mask)."""
+    return datasets.Dataset.from_list([tokenized_row(render_row_prompt(r, tokenizer), row_completion(r), tokenizer,
+                                                     max_length) for r in rows])
 
 
 def run(recipe: Recipe) -> dict:
@@ -48,11 +60,13 @@ def run(recipe: Recipe) -> dict:
                      cfg.training.max_eval_rows, recipe.seed)
     # 3. train with TRL, resuming when asked
     args = trainer_args(SFTConfig, cfg.training, out_dir, recipe, completion_only_loss=True, packing=False,
-                        max_length=cfg.training.max_length, truncation_mode="keep_end", dataset_num_proc=None)
+                        max_length=cfg.training.max_length, dataset_num_proc=None)
+    max_length = cfg.training.max_length
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=prompt_completion_dataset(train_rows, tokenizer),
-                         eval_dataset=prompt_completion_dataset(eval_rows, tokenizer))
+                         train_dataset=prompt_completion_dataset(train_rows, tokenizer, max_length),
+                         eval_dataset=prompt_completion_dataset(eval_rows, tokenizer, max_length))
     keep_trainable_dtype(trainer, recipe.model.dtype)
+    tracker = start_tracking(trainer, cfg.training, recipe, STAGE, out_dir)
     started = time.perf_counter()
     train(trainer, cfg.training, out_dir)
     train_seconds = time.perf_counter() - started
@@ -64,21 +78,25 @@ def run(recipe: Recipe) -> dict:
                "sft/train_rows": len(train_rows), "sft/train_seconds": round(train_seconds, 1),
                "sft/steps": trainer.state.global_step}
     # 5. save the adapter (or model) and tokenizer, and optionally a merged copy
+    #    (files from the main process only; ZeRO-3 shards are gathered first)
     model = trainer.model
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    atomic_write_text(out_dir / "rlhf_ads_stage.json", json.dumps(
-        {"stage": STAGE, "base": model_cfg.base, "dtype": model_cfg.dtype, "load_in_4bit": model_cfg.load_in_4bit}))
+    save_trained_model(trainer, out_dir)
+    if is_main_process():
+        tokenizer.save_pretrained(out_dir)
+        atomic_write_text(out_dir / "rlhf_ads_stage.json", json.dumps(
+            {"stage": STAGE, "base": model_cfg.base, "dtype": model_cfg.dtype, "load_in_4bit": model_cfg.load_in_4bit}))
     if cfg.merge and hasattr(model, "merge_and_unload") and not model_cfg.load_in_4bit:
         merged = model.merge_and_unload()
-        merged.save_pretrained(out_dir / "merged")
-        tokenizer.save_pretrained(out_dir / "merged")
+        if is_main_process():
+            merged.save_pretrained(out_dir / "merged")
+            tokenizer.save_pretrained(out_dir / "merged")
         model = merged
     # 6. samples on held-out briefs: base vs SFT, within platform limits
     if cfg.num_samples:
         metrics.update(_compare_samples(recipe, model, tokenizer, out_dir))
-    write_stage_outputs(out_dir, metrics, recipe, trainer)
-    print(json.dumps(metrics, indent=2))
+    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker)
+    if is_main_process():
+        print(json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -100,7 +118,8 @@ def _compare_samples(recipe: Recipe, model, tokenizer, out_dir) -> dict:
         rows.append({"brief_id": brief.id, "platform": brief.platform, "field": brief.field, "max_chars": brief.max_chars,
                      "base": base_ad, "base_within_limit": 0 < width_for(base_ad, brief.platform) <= brief.max_chars,
                      "sft": sft_ad, "sft_within_limit": 0 < width_for(sft_ad, brief.platform) <= brief.max_chars})
-    atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if is_main_process():
+        atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {"sft/within_limit_rate": sum(r["sft_within_limit"] for r in rows) / len(rows),
             "base/within_limit_rate": sum(r["base_within_limit"] for r in rows) / len(rows),
             "sft/samples": len(rows)}

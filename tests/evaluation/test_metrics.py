@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from rlhf_ads.evaluation.metrics import click_log_loss, distinct_n, pairwise_accuracy, weighted_auc
+from rlhf_ads.evaluation.metrics import (click_log_loss, distinct_n, pairwise_accuracy, quantiles, self_bleu,
+                                        weighted_auc, win_rate)
 
 
 def test_pairwise_accuracy_with_ties_and_groups():
@@ -32,3 +33,20 @@ def test_distinct_n():
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
     assert distinct_n(["a b", "a b"], 2) == 0.5
     assert distinct_n([""], 2) == 0.0
+
+
+def test_self_bleu_is_100_for_copies_and_0_for_disjoint_texts():
+    assert self_bleu(["fast trail shoes for you"] * 3) == pytest.approx(100.0)
+    assert self_bleu(["alpha beta gamma delta", "one two three four", "red green blue white"]) == pytest.approx(0.0)
+    assert math.isnan(self_bleu(["only one"]))
+
+
+def test_win_rate_counts_ties_half_and_checks_lengths():
+    assert win_rate([2.0, 1.0, 0.0, 5.0], [1.0, 1.0, 3.0, 4.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    with pytest.raises(ValueError, match="equal"):
+        win_rate([1.0], [1.0, 2.0])
+
+
+def test_quantiles_nearest_rank():
+    assert quantiles(list(range(1, 11))) == [1, 5, 9]
+    assert quantiles([7.0]) == [7.0, 7.0, 7.0]

@@ -4,6 +4,7 @@ import json
 import textwrap
 
 import pytest
+import torch
 
 from rlhf_ads import config
 from rlhf_ads.errors import RlhfAdsError
@@ -155,3 +156,28 @@ def test_value_head_starts_from_a_causal_reward_models_score_head(tmp_path, tiny
     score = next(v for k, v in load_file(reward_dir / "adapter_model.safetensors").items() if "score" in k)
     ac = build_actor_critic(config.load(None, common), None, reward_dir)
     assert torch.allclose(ac.value_head.weight, score.reshape(1, -1).float())
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_separate_models_train_save_and_resume(tmp_path, tiny_model_dir, lora):
+    from safetensors.torch import load_file
+
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    extra = ["ppo.models=separate", f"model.use_lora={str(lora).lower()}"]
+    trainer.run(recipe(tmp_path / "a", tiny_model_dir, reward, "ppo.steps=2", *extra))
+    out = tmp_path / "a/runs/quickstart/ppo"
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    policy = load_file(out / "policy" / weights)
+    base = load_file(tiny_model_dir / "model.safetensors")
+    if lora:
+        assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in policy.items())
+    else:
+        assert any(not torch.equal(policy[k], base[k]) for k in base if k in policy)
+    assert (out / "value" / weights).is_file() and (out / "value_head.safetensors").is_file()
+    straight = read_metrics(tmp_path / "a")
+    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=1", *extra))
+    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2", "ppo.resume=true", *extra))
+    drop = {"ppo/samples_per_second"}
+    assert [{k: v for k, v in m.items() if k not in drop} for m in read_metrics(tmp_path / "b")] == [
+        {k: v for k, v in m.items() if k not in drop} for m in straight]
+

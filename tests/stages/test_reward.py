@@ -7,7 +7,7 @@ import torch
 
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads import config
-from rlhf_ads.data import load_rows, message_text, row_context, scorer_text
+from rlhf_ads.data import load_rows, message_text, row_context
 from rlhf_ads.modeling import SCORER_META
 from rlhf_ads.stages import reward
 
@@ -21,7 +21,8 @@ def run_tiny(tmp_path, model_dir, *extra):
     return reward.run(recipe), tmp_path / "quickstart" / recipe.reward.output
 
 
-@pytest.mark.parametrize("extra", [["model.use_lora=true"], [], ["model.use_lora=true", "model.load_in_4bit=true"]],
+@pytest.mark.parametrize("extra", [["model.use_lora=true"], ["reward.training.learning_rate=0.001"],
+                                   ["model.use_lora=true", "model.load_in_4bit=true"]],
                          ids=["lora", "full", "qlora"])
 def test_pairwise_trains_and_the_saved_scorer_reproduces_its_scores(tmp_path, tiny_model_dir, extra):
     metrics, out = run_tiny(tmp_path, tiny_model_dir, *extra)

@@ -67,3 +67,17 @@ def test_resume_continues_from_the_newest_checkpoint(tmp_path, tiny_model_dir):
     second = {e["step"]: e["loss"] for e in map(json.loads, log_path.read_text().splitlines()) if "loss" in e}
     assert metrics["sft/steps"] == 8 and sorted(second) == list(range(1, 9))
     assert all(second[step] == first[step] for step in range(1, 5))
+
+
+def test_long_prompts_lose_their_start_and_the_ad_is_kept():
+    from tests.tiny import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    prompt, ad = "Write one headline. " * 20 + "Limit: 30 characters.\nAd:", " Shop trail shoes now."
+    full = sft.tokenized_row(prompt, ad, tokenizer, max_length=1000)
+    short = sft.tokenized_row(prompt, ad, tokenizer, max_length=20)
+    n_ad = sum(full["completion_mask"])
+    assert len(short["input_ids"]) == 20 and len(short["completion_mask"]) == 20
+    assert short["input_ids"][-n_ad:] == full["input_ids"][-n_ad:] and short["input_ids"][-1] == tokenizer.eos_token_id
+    assert short["input_ids"][:-n_ad] == full["input_ids"][-20:-n_ad]  # the prompt's end survives
+    assert short["completion_mask"] == [0] * (20 - n_ad) + [1] * n_ad

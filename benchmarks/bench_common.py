@@ -1,0 +1,91 @@
+"""Helpers shared by the benchmark's child processes: phase timers, peak memory, result files.
+
+Imports only the standard library and torch, because the peer child runs in another virtualenv
+(trl==1.12.0) that does not have rlhf_ads installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import resource
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PhaseTimer:
+    """Wall time per named phase, collected per PPO step.
+
+    `wrap(owner, attr, name)` replaces `owner.attr` with a timed copy; `name` is a string or a function
+    of the call's (args, kwargs) returning the phase name (or None to leave the call untimed).
+    `observe(result, args, kwargs)` optionally records shapes of a call into the current step.
+    Phases must not nest: wrap only functions that do not call each other.
+    """
+
+    def __init__(self):
+        self.current: dict[str, float] = defaultdict(float)
+        self.shapes: dict[str, Any] = {}
+        self.peak_after: dict[str, int] = {}  # peak RSS right after each phase: which phase raised it
+        self.steps: list[dict] = []
+        self.missing: list[str] = []
+
+    def wrap(self, owner, attr: str, name: str | Callable, observe: Callable | None = None) -> None:
+        original = getattr(owner, attr, None)
+        if original is None:  # the library changed: keep going, say which timer is missing
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            phase = name(args, kwargs) if callable(name) else name
+            start = time.perf_counter()
+            result = original(*args, **kwargs)
+            if phase is not None:
+                self.current[phase] += time.perf_counter() - start
+                self.peak_after[phase] = max(self.peak_after.get(phase, 0), peak_rss_bytes())
+            if observe is not None:
+                observe(self.shapes, result, args, kwargs)
+            return result
+
+        setattr(owner, attr, timed)
+
+    def end_step(self, total_s: float) -> None:
+        """Close one PPO step: its total wall time, its phases, and 'other' for the rest."""
+        phases = dict(self.current)
+        phases["other"] = max(0.0, total_s - sum(phases.values()))
+        self.steps.append({"total_s": total_s, "phases": phases, "shapes": dict(self.shapes),
+                           "peak_rss_after": dict(self.peak_after)})
+        self.current.clear()
+        self.shapes.clear()
+
+
+def steady_state(steps: list[dict], batch_size: int, warmup: int = 1) -> dict:
+    """Samples/s and mean phase seconds over the steps after `warmup` (all steps if there are no more)."""
+    measured = steps[warmup:] or steps
+    seconds = sum(s["total_s"] for s in measured)
+    names = sorted({k for s in measured for k in s["phases"]})
+    return {"measured_steps": len(measured), "step_s": seconds / len(measured),
+            "samples_per_s": batch_size * len(measured) / seconds,
+            "phase_s": {k: sum(s["phases"].get(k, 0.0) for s in measured) / len(measured) for k in names}}
+
+
+def write_result(path: str | Path, result: dict, load_before: float) -> None:
+    """Write a child's result JSON (the driver reads it back), with the 1-minute load average before and
+    after the run: on a shared machine other jobs slow the run down."""
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    Path(path).write_text(json.dumps(result, indent=2))
+
+
+def grad_phase(training: str, scoring: str) -> Callable:
+    """A phase-name function: `training` when autograd is on (the PPO update), else `scoring` (rollout)."""
+    import torch
+
+    return lambda args, kwargs: training if torch.is_grad_enabled() else scoring

@@ -1,0 +1,210 @@
+"""Turning benchmark results into ratios and RESULTS.md. Every number printed comes from the run's results."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+GIB = 2 ** 30
+PHASES = ["generation", "rollout_logprobs", "rollout_values", "reward", "train_forward", "backward", "optimizer",
+          "other"]
+SPEED_TARGET, MEMORY_TARGET, DEFAULT_TARGET = 2.0, 0.4, 5.0
+
+
+def label(result: dict) -> str:
+    return "ours" if result["framework"] == "ours" else f"TRL 1.12 {result['mode']}"
+
+
+def compare(results: list[dict], dtype: str) -> dict | None:
+    """Ours against the peer's better figure at one precision: the fastest peer run for speed, the
+    leanest for memory."""
+    ours = next((r for r in results if r["framework"] == "ours" and r["dtype"] == dtype), None)
+    peers = [r for r in results if r["framework"] != "ours" and r["dtype"] == dtype]
+    if ours is None or not peers:
+        return None
+    fastest = max(peers, key=lambda r: r["samples_per_s"])
+    leanest = min(peers, key=lambda r: r["peak_rss_bytes"])
+    speed = ours["samples_per_s"] / fastest["samples_per_s"]
+    memory = ours["peak_rss_bytes"] / leanest["peak_rss_bytes"]
+    floor_step = ours["floor"][-1]["floor_s"] if ours.get("floor") else None
+    return {"speed_ratio": speed, "speed_vs": fastest["mode"], "memory_ratio": memory, "memory_vs": leanest["mode"],
+            "speed_ceiling": fastest["step_s"] / floor_step if floor_step else None,
+            "speed_target_met": speed >= SPEED_TARGET, "memory_target_met": memory <= MEMORY_TARGET}
+
+
+def default_ratio(results: list[dict], ours_default_dtype: str) -> dict | None:
+    """Ours as shipped (dtype auto, LoRA adapters) against the peer as shipped (four full fp32 models)."""
+    ours = next((r for r in results if r["framework"] == "ours" and r["dtype"] == ours_default_dtype), None)
+    peer = next((r for r in results if r["framework"] != "ours" and r["mode"] == "full" and r["dtype"] == "fp32"), None)
+    if ours is None or peer is None:
+        return None
+    ratio = ours["samples_per_s"] / peer["samples_per_s"]
+    return {"speed_ratio": ratio, "memory_ratio": ours["peak_rss_bytes"] / peer["peak_rss_bytes"],
+            "target_met": ratio >= DEFAULT_TARGET}
+
+
+def merge(summaries: list[dict]) -> dict:
+    """One summary from several runs of the script (say one per precision): their runs side by side, the
+    comparisons redone; the machine probe of the first (each run's floor table keeps its own)."""
+    merged = dict(summaries[0], results=[r for s in summaries for r in s["results"]],
+                  command=" ; ".join(s["command"] for s in summaries))
+    if len(summaries) > 1:
+        merged["probes"] = [s["machine"] for s in summaries]
+    dtypes = list(dict.fromkeys(r["dtype"] for r in merged["results"]))
+    merged["comparisons"] = {d: compare(merged["results"], d) for d in dtypes}
+    merged["default_vs_default"] = default_ratio(merged["results"], merged["ours_default_dtype"])
+    return merged
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv])
+
+
+def headline(summary: dict) -> str:
+    """One line per run and per comparison, for the terminal."""
+    lines = [f"{label(r):16s} {r['dtype']}: {r['samples_per_s']:.3f} samples/s, peak RSS "
+             f"{r['peak_rss_bytes'] / GIB:.2f} GiB" for r in summary["results"]]
+    for dtype, c in summary["comparisons"].items():
+        if c:
+            lines.append(f"ours/peer {dtype}: speed x{c['speed_ratio']:.2f} (vs {c['speed_vs']}), "
+                         f"memory x{c['memory_ratio']:.2f} (vs {c['memory_vs']})")
+    return "\n".join(lines)
+
+
+def _yes(flag: bool) -> str:
+    return "met" if flag else "not met"
+
+
+def _main_table(summary: dict) -> list[str]:
+    lines = ["| run | dtype | samples/s | s/step | peak RSS (GiB) | speed ours/this | memory ours/this |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in summary["results"]:
+        ours = next((o for o in summary["results"] if o["framework"] == "ours" and o["dtype"] == r["dtype"]), None)
+        speed = f"{ours['samples_per_s'] / r['samples_per_s']:.2f}" if ours and r is not ours else ""
+        memory = f"{ours['peak_rss_bytes'] / r['peak_rss_bytes']:.2f}" if ours and r is not ours else ""
+        lines.append(f"| {label(r)} | {r['dtype']} | {r['samples_per_s']:.3f} | {r['step_s']:.2f} | "
+                     f"{r['peak_rss_bytes'] / GIB:.2f} | {speed} | {memory} |")
+    return lines
+
+
+def _targets(summary: dict) -> list[str]:
+    lines = []
+    for dtype, c in summary["comparisons"].items():
+        if c:
+            lines.append(f"- {dtype}: ours/peer speed **x{c['speed_ratio']:.2f}** (vs the peer's faster run, "
+                         f"{c['speed_vs']}; target >= {SPEED_TARGET:g}: {_yes(c['speed_target_met'])}); memory "
+                         f"**x{c['memory_ratio']:.2f}** (vs its leaner run, {c['memory_vs']}; target <= "
+                         f"{MEMORY_TARGET:g}: {_yes(c['memory_target_met'])})."
+                         + (f" Ceiling: our step at its floor would be x{c['speed_ceiling']:.2f} the peer's "
+                            "measured speed." if c.get("speed_ceiling") else ""))
+    d = summary["default_vs_default"]
+    if d:
+        lines.append(f"- Defaults (ours: dtype auto = {summary['ours_default_dtype']} here, LoRA adapters; peer: four "
+                     f"full fp32 models): speed **x{d['speed_ratio']:.2f}** (target >= {DEFAULT_TARGET:g}: "
+                     f"{_yes(d['target_met'])}), memory x{d['memory_ratio']:.2f}.")
+    return lines
+
+
+def _phase_table(summary: dict) -> list[str]:
+    runs = summary["results"]
+    lines = ["| phase | " + " | ".join(f"{label(r)} {r['dtype']}" for r in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for phase in PHASES:
+        cells = [f"{r['phase_s'].get(phase, 0.0):.2f} ({100 * r['phase_s'].get(phase, 0.0) / r['step_s']:.0f}%)"
+                 for r in runs]
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    lines.append("| **step** | " + " | ".join(f"**{r['step_s']:.2f}**" for r in runs) + " |")
+    return lines
+
+
+def _memory_table(summary: dict) -> list[str]:
+    """Peak RSS right after each phase of the first step: the phase where a run's peak is set."""
+    runs = [r for r in summary["results"] if r["steps"] and r["steps"][0].get("peak_rss_after")]
+    if not runs:
+        return []
+    lines = ["Peak RSS (GiB) right after each phase of the first step:", "",
+             "| phase | " + " | ".join(f"{label(r)} {r['dtype']}" for r in runs) + " |", "|---|" + "---:|" * len(runs)]
+    for phase in PHASES[:-1]:
+        cells = [r["steps"][0]["peak_rss_after"].get(phase) for r in runs]
+        lines.append(f"| {phase} | " + " | ".join(f"{c / GIB:.2f}" if c else "" for c in cells) + " |")
+    lines.append("| end of run | " + " | ".join(f"{r['peak_rss_bytes'] / GIB:.2f}" for r in runs) + " |")
+    return lines + [""]
+
+
+def _floor_tables(summary: dict) -> list[str]:
+    lines = []
+    for r in summary["results"]:
+        lines += ["", f"**{label(r)}, {r['dtype']}** (mean measured step)", "",
+                  "| phase | measured s | GFLOP | GB read | floor s | measured / floor |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for row in r["floor"]:
+            ratio = f"{row['x_floor']:.1f}x" if row["x_floor"] is not None else ""
+            lines.append(f"| {row['phase']} | {row['measured_s']:.2f} | {row['gflop']:.0f} | {row['gb_read']:.1f} | "
+                         f"{row['floor_s']:.2f} | {ratio} |")
+    return lines
+
+
+def _where_time_goes(summary: dict) -> list[str]:
+    """Generated sentences: the biggest phases of our step and how far each is from its floor."""
+    lines = []
+    for r in (r for r in summary["results"] if r["framework"] == "ours"):
+        floors = {row["phase"]: row for row in r["floor"]}
+        ranked = sorted(((p, s) for p, s in r["phase_s"].items()), key=lambda x: -x[1])[:4]
+        parts = []
+        for phase, seconds in ranked:
+            x = floors.get(phase, {}).get("x_floor")
+            parts.append(f"{phase} {seconds:.2f} s ({100 * seconds / r['step_s']:.0f}%"
+                         + (f", {x:.1f}x its floor)" if x else ")"))
+        lines.append(f"- ours {r['dtype']}: step {r['step_s']:.2f} s = " + "; ".join(parts) + ".")
+    return lines
+
+
+def _loads(summary: dict) -> str:
+    return ", ".join(f"{label(r)} {r['dtype']} {r['load_average']['before']:.1f}->{r['load_average']['after']:.1f}"
+                     for r in summary["results"])
+
+
+def _contention_note(summary: dict) -> list[str]:
+    """A warning when other jobs shared the CPU: the rates then measure contention as much as code."""
+    cpus = summary["machine"]["cpu"]["cpus"]
+    peak = max(max(r["load_average"].values()) for r in summary["results"])
+    if peak <= cpus:
+        return [""]
+    return ["", f"**Shared machine:** the load average reached {peak:.1f} on {cpus} CPUs during these runs, so other "
+            "jobs took CPU time from every run (by different amounts). Ratios between runs carry that noise; the "
+            "floor tables use rates probed under the same conditions. Rerun on an idle machine for clean numbers.", ""]
+
+
+def render(summary: dict) -> str:
+    """RESULTS.md: the latest run's numbers, machine, command, ratios, phase split and floor tables."""
+    m, spec = summary["machine"], summary["spec"]
+    cpu = m["cpu"]
+    rates = " / ".join(", ".join(f"{d} {v / 1e12:.3f} TFLOP/s" for d, v in probe["matmul_flops"].items())
+                       + f", read {probe['read_bytes_per_s'] / 1e9:.1f} GB/s" for probe in summary.get("probes", [m]))
+    text = [
+        "# PPO benchmark: rlhf-ads vs TRL 1.12 PPOTrainer", "",
+        f"Generated by `benchmarks/ppo_vs_trl.py` (runs finished {summary.get('finished_at', '?')}, rendered "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}); rerun to refresh.", "",
+        f"- Command: `{summary['command']}`",
+        f"- Machine: {cpu['model']}, {cpu['cpus']} CPUs (threads/core {cpu.get('threads_per_core')}, "
+        f"AMX {cpu.get('amx')}, AVX512-BF16 {cpu.get('avx512_bf16')}), torch threads {m['torch_threads']}; "
+        f"1-minute load average around the runs: {_loads(summary)}",
+        f"- Measured here (matmul {m['matmul_n']}^3; one probe per invocation): {rates}",
+        f"- Work: base `{spec['base']}`, prompts `{spec['prompts']}` (same ids per step for both), batch "
+        f"{spec['batch_size']}, minibatch {spec['mini_batch_size']}, {spec['new_tokens']} new tokens, 1 PPO epoch, "
+        f"learned reward + value model on the same base, LoRA r={spec['lora']['r']}; {spec['steps']} steps, the first "
+        f"{spec['warmup']} left out as warm-up. Peak RSS: getrusage(RUSAGE_SELF) in each child process.", "",
+        *_contention_note(summary),
+        "## Throughput and memory", "", *_main_table(summary), "", "## Targets", "", *_targets(summary), "",
+        "## Where time goes (seconds per step, share of the step)", "", *_phase_table(summary), "",
+        *_where_time_goes(summary), "", *_memory_table(summary),
+        "Phases are timed from outside by wrapping functions (see benchmarks/README.md). TRL takes the rollout "
+        "log-probs from the sampling logits, so its `rollout_logprobs` is the reference pass only; ours runs the "
+        "policy and reference passes. Our reward model reads the compact brief context plus the ad, TRL's reads "
+        "the whole prompt plus the response.", "",
+        "## Floor", "",
+        "FLOPs and bytes per phase of one mean step, divided by the rates measured above "
+        "(benchmarks/floor.py states the counting rules). `other` has no floor of its own.",
+        *_floor_tables(summary), ""]
+    return "\n".join(text)

@@ -1,0 +1,161 @@
+"""report.html: one self-contained page (inline CSS, plots as embedded PNG) for a run's evaluation.
+
+Sections: the comparison table; PPO curves of proxy reward against gold utility, KL and response
+length (so reward over-optimization shows); per-model distributions of gold utility, composite
+reward and length; the reward model's accuracy per designer; stage timings; sample ads side by side.
+Inputs missing from the run (no PPO, no reward stage) leave their section out.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from rlhf_ads.config import Recipe
+from rlhf_ads.storage import atomic_write_text
+
+HEADLINE_METRICS = ("compliance", "gold", "composite_reward", "distinct_2", "self_bleu", "kl_to_sft",
+                    "win_rate_vs_sft", "keyword_coverage", "policy_violations", "mean_chars")
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td.text,th.text{text-align:left;max-width:320px}tr.key td{font-weight:600}img{max-width:100%}
+.bad{color:#b00}.meta{color:#666}"""
+
+
+def write_report(path: Path, recipe: Recipe, metrics: dict[str, float], samples: list[dict], names: list[str],
+                 judge: str | None) -> None:
+    """Render the evaluation (and whatever the run's other stages left on disk) to `path`."""
+    run_dir = path.parent.parent
+    ppo_log = _read_jsonl(recipe.stage_dir("ppo") / "metrics.jsonl")
+    reward_metrics = _read_json(recipe.stage_dir(recipe.reward.output) / "metrics.json").get("metrics", {})
+    timings = _read_json(run_dir / "pipeline.json").get("seconds", {})
+    parts = [f"<h1>rlhf-ads report: {html.escape(recipe.run_name)}</h1>",
+             f"<p class=meta>base {html.escape(recipe.model.base)}; {len(samples)} held-out briefs; decoding "
+             f"temperature {recipe.evaluate.temperature}; win rates judged by {html.escape(judge or 'the composite reward')}"
+             "</p>",
+             "<h2>Comparison</h2>", _metrics_table(metrics, names)]
+    if ppo_log:
+        parts += ["<h2>PPO training</h2><p>Proxy (the reward mix the policy optimizes) against gold utility "
+                  "(the bundled data's judge, never in the mix): when the proxy climbs and gold does not, the "
+                  "policy is over-optimizing the proxy.</p>", _img(_ppo_curves(ppo_log))]
+    parts += ["<h2>Distributions on held-out briefs</h2>", _img(_distributions(samples, names))]
+    if any(k.startswith("rm/accuracy/") for k in reward_metrics):
+        parts += ["<h2>Reward model</h2>", _img(_designer_accuracy(reward_metrics)), _reward_summary(reward_metrics)]
+    if timings:
+        parts += ["<h2>Stage timings</h2>", _timings_table(timings)]
+    parts += ["<h2>Sample ads</h2>", _samples_table(samples[: recipe.evaluate.report_samples], names)]
+    atomic_write_text(path, f"<!doctype html><html><head><meta charset=utf-8><title>rlhf-ads report</title>"
+                            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _metrics_table(metrics: dict[str, float], names: list[str]) -> str:
+    keys = sorted({k.split("/", 2)[2] for k in metrics if k.count("/") >= 2},
+                  key=lambda k: (HEADLINE_METRICS.index(k) if k in HEADLINE_METRICS else len(HEADLINE_METRICS), k))
+    rows = ["<tr><th class=text>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"]
+    for key in keys:
+        cells = "".join(f"<td>{_fmt(metrics.get(f'eval/{n}/{key}'))}</td>" for n in names)
+        rows.append(f"<tr class={'key' if key in HEADLINE_METRICS[:6] else 'other'}><td class=text>{key}</td>{cells}</tr>")
+    return f"<table>{''.join(rows)}</table>"
+
+
+def _fmt(value) -> str:
+    return "&ndash;" if value is None or value != value else f"{value:.3f}"
+
+
+def _timings_table(seconds: dict[str, float]) -> str:
+    rows = "".join(f"<tr><td class=text>{html.escape(s)}</td><td>{t:.0f} s</td></tr>" for s, t in seconds.items())
+    return f"<table><tr><th class=text>stage</th><th>wall time</th></tr>{rows}" \
+           f"<tr class=key><td class=text>total</td><td>{sum(seconds.values()):.0f} s</td></tr></table>"
+
+
+def _reward_summary(m: dict) -> str:
+    keys = ("rm/accuracy", "rm/gold_agreement", "rm/noise_ceiling", "rm/eval_pairs")
+    return "<table>" + "".join(f"<tr><td class=text>{k}</td><td>{_fmt(float(m[k]))}</td></tr>" for k in keys if k in m) + "</table>"
+
+
+def _samples_table(samples: list[dict], names: list[str]) -> str:
+    head = "<tr><th class=text>brief</th>" + "".join(f"<th class=text>{html.escape(n)}</th>" for n in names) + "</tr>"
+    rows = []
+    for s in samples:
+        brief = html.escape(f"{s['brand']}: {s['product']} ({s['platform']} {s['field']}, <= {s['max_chars']} chars)")
+        cells = []
+        for name in names:
+            r = s[name]
+            flags = f" <span class=bad>{', '.join(r['violations'])}</span>" if r["violations"] else ""
+            cells.append(f"<td class=text>{html.escape(r['ad']) or '<i>(empty)</i>'}<br><span class=meta>"
+                         f"{r['chars']} chars, gold {r['gold']:.2f}</span>{flags}</td>")
+        rows.append(f"<tr><td class=text>{brief}</td>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _figure(ncols: int, width: float = 4.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width * ncols, 3.2), squeeze=False)
+
+
+def _img(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return f"<img alt=plot src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+
+
+def _ppo_curves(log: list[dict]):
+    fig, axes = _figure(3)
+    steps = [r["step"] for r in log]
+    proxy, kl, length = axes[0]
+    proxy.plot(steps, [r.get("reward/total", r.get("ppo/score")) for r in log], label="proxy (reward mix)", color="C0")
+    proxy.set_xlabel("PPO step")
+    proxy.set_ylabel("proxy reward", color="C0")
+    if all("gold/utility" in r for r in log):
+        gold = proxy.twinx()
+        gold.plot(steps, [r["gold/utility"] for r in log], color="C3", label="gold utility")
+        gold.set_ylabel("gold utility", color="C3")
+    proxy.set_title("proxy vs gold (rollout batches)")
+    kl.plot(steps, [r["ppo/kl"] for r in log], color="C2")
+    kl.set(title="KL to reference (summed)", xlabel="PPO step")
+    length.plot(steps, [r["ppo/response_length"] for r in log], color="C4")
+    length.set(title="response length (tokens)", xlabel="PPO step")
+    return fig
+
+
+def _distributions(samples: list[dict], names: list[str]):
+    keys = [k for k in ("gold", "composite_reward", "chars") if all(k in s[n] for s in samples for n in names)]
+    fig, axes = _figure(len(keys))
+    for axis, key in zip(axes[0], keys):
+        axis.hist([[s[n][key] for s in samples] for n in names], bins=12, label=names, alpha=0.8)
+        axis.set(title=key.replace("_", " "), ylabel="ads")
+        axis.legend(fontsize=8)
+    return fig
+
+
+def _designer_accuracy(m: dict):
+    fig, axes = _figure(1, width=7)
+    axis = axes[0][0]
+    designers = sorted(k.split("/", 2)[2] for k in m if k.startswith("rm/accuracy/"))
+    axis.bar(designers, [m[f"rm/accuracy/{d}"] for d in designers], color="C0")
+    for key, style in (("rm/accuracy", "-"), ("rm/noise_ceiling", "--")):
+        if key in m:
+            axis.axhline(m[key], linestyle=style, color="k", label=key.split("/")[1].replace("_", " "))
+    axis.set(ylim=(0.5, 1.0), title="held-out pairwise accuracy per designer")
+    axis.tick_params(axis="x", labelrotation=45, labelsize=7)
+    axis.legend(fontsize=8)
+    return fig

@@ -1,0 +1,81 @@
+"""`rlhf-ads pipeline`: SFT -> reward model -> PPO -> evaluation, each stage exactly as if run alone.
+
+Stages meet through their output folders under <output_dir>/<run_name>/ (PPO starts from sft/, the
+reward mix names '{run_dir}/reward'), so the pipeline only runs them in order and records their wall
+times in <run>/pipeline.json. With resume, a stage whose metrics.json exists is skipped and an
+interrupted one continues from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from rlhf_ads.config import Recipe
+from rlhf_ads.errors import ConfigError
+from rlhf_ads.storage import atomic_write_text
+
+log = logging.getLogger(__name__)
+STAGES = ("sft", "reward", "ppo", "evaluate")
+MODULES = {"ppo": "rlhf_ads.ppo.trainer", "evaluate": "rlhf_ads.evaluation.evaluate"}
+
+
+def run_stage(name: str, recipe: Recipe) -> dict:
+    """Run one stage by name (imports only that stage's dependencies)."""
+    return importlib.import_module(MODULES.get(name, f"rlhf_ads.stages.{name}")).run(recipe)
+
+
+def stage_output(recipe: Recipe, stage: str) -> Path:
+    """The folder a stage writes its metrics.json to."""
+    folder = {"evaluate": "report", "reward": recipe.reward.output}.get(stage, stage)
+    return recipe.stage_dir(folder)
+
+
+def set_resume(recipe: Recipe, stage: str) -> None:
+    """Ask a stage to continue from its newest checkpoint."""
+    section = getattr(recipe, stage, None)
+    if section is not None and hasattr(section, "training"):
+        section.training.resume = True
+    elif section is not None and hasattr(section, "resume"):
+        section.resume = True
+
+
+def parse_stages(text: str | None) -> tuple[str, ...]:
+    """'sft,ppo' -> ('sft', 'ppo') in pipeline order; None -> all stages."""
+    if not text:
+        return STAGES
+    asked = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in asked if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown pipeline stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in asked)
+
+
+def run(recipe: Recipe, stages: tuple[str, ...] = STAGES, resume: bool = False) -> dict[str, float]:
+    """Run the stages in order; returns {stage: seconds} for the stages run now."""
+    run_dir = Path(recipe.output_dir) / recipe.run_name
+    record_path = run_dir / "pipeline.json"
+    record = json.loads(record_path.read_text()) if resume and record_path.is_file() else {"seconds": {}}
+    ran: dict[str, float] = {}
+    for stage in stages:
+        if resume and (stage_output(recipe, stage) / "metrics.json").is_file():
+            log.info("pipeline: %s already finished (%s); skipped", stage, stage_output(recipe, stage))
+            continue
+        if resume:
+            set_resume(recipe, stage)
+        log.info("pipeline: %s starts", stage)
+        started = time.perf_counter()
+        run_stage(stage, recipe)
+        gc.collect()
+        ran[stage] = round(time.perf_counter() - started, 1)
+        record["seconds"][stage] = ran[stage]
+        atomic_write_text(record_path, json.dumps(record, indent=2))
+        log.info("pipeline: %s took %.0f s", stage, ran[stage])
+    total = sum(record["seconds"].values())
+    log.info("pipeline: done in %.0f s (%s); report: %s", total,
+             ", ".join(f"{s} {t:.0f} s" for s, t in record["seconds"].items()), stage_output(recipe, "evaluate"))
+    return ran

@@ -1,0 +1,57 @@
+"""Atomic checkpoints for the HF/TRL trainers of the sft and reward stages.
+
+The Trainer writes `checkpoint-N` in place, so a crash mid-save leaves a half checkpoint that resume
+could pick. Here every save goes to <checkpoints>/.partial-staging/checkpoint-N first (all ranks write
+there: the main process the weights and state, each rank its RNG state, each ZeRO rank its shard);
+after a barrier the main process renames it to <checkpoints>/checkpoint-N and keeps the newest
+`save_total_limit`. A killed run leaves only the staging folder, which the next start deletes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from rlhf_ads import checkpoint
+from rlhf_ads.tracking import is_main_process
+
+STAGING = ".partial-staging"  # matches checkpoint.remove_partials' pattern
+
+
+def _barrier() -> None:
+    # torch.distributed directly: under DeepSpeed on CPUs accelerate reports a world of 1 on every rank
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def make_checkpoints_atomic(trainer, keep: int) -> None:
+    """Route `trainer`'s checkpoint saves through the staging folder (wraps its `_save_checkpoint`)."""
+    root = Path(trainer.args.output_dir)
+    staging = root / STAGING
+    save_in_place = trainer._save_checkpoint
+
+    def save_atomically(model, trial=None):
+        trainer.args.output_dir = str(staging)
+        try:
+            save_in_place(model, trial)
+        finally:
+            trainer.args.output_dir = str(root)
+        _barrier()  # every rank has written its part
+        if is_main_process():
+            name = f"{checkpoint.PREFIX}{trainer.state.global_step}"
+            checkpoint.publish(staging / name, root / name)
+            shutil.rmtree(staging, ignore_errors=True)
+            checkpoint.prune(root, keep)
+        _barrier()
+
+    trainer._save_checkpoint = save_atomically
+
+
+def clear_staging(checkpoints_dir: Path) -> None:
+    """Delete what a killed save left (main process only; call before training)."""
+    if is_main_process() and Path(checkpoints_dir).is_dir():
+        checkpoint.remove_partials(Path(checkpoints_dir))
+    _barrier()
+

@@ -1,0 +1,74 @@
+"""`rlhf-ads pipeline` on a tiny model as a subprocess: SFT -> reward -> PPO -> evaluate, then the report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlhf_ads import config
+from rlhf_ads.errors import ConfigError
+from rlhf_ads.pipeline import STAGES, parse_stages
+from tests.wandb_offline import offline_run
+
+EXE = str(Path(sys.executable).with_name("rlhf-ads"))
+TRAINING = {"max_steps": 3, "batch_size": 4, "max_train_rows": 12, "max_eval_rows": 4, "learning_rate": 0.005,
+            "warmup_ratio": 0, "logging_steps": 1, "max_length": 1024}
+
+
+def tiny_pipeline_recipe(tmp_path, model_dir) -> Path:
+    recipe = {"model": {"base": str(model_dir), "dtype": "fp32", "use_lora": True, "lora": {"r": 4, "alpha": 8}},
+              "sft": {"training": TRAINING, "num_samples": 0},
+              "reward": {"backbone": "causal", "training": TRAINING},
+              "rewards": [{"function": "reward_model", "name": "rm", "kwargs": {"path": "{run_dir}/reward"}},
+                          {"function": "length_limit"}],
+              "ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 6,
+                      "max_prompt_tokens": 256, "save_steps": 1},
+              "evaluate": {"num_briefs": 4, "batch_size": 4, "max_new_tokens": 6, "report_samples": 2,
+                           "report_to": "wandb"}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_dir):
+    recipe = tiny_pipeline_recipe(tmp_path, tiny_model_dir)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", WANDB_SILENT="true")
+    done = subprocess.run([EXE, "pipeline", str(recipe), "output_dir=out"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "out/quickstart"
+    seconds = json.loads((run_dir / "pipeline.json").read_text())["seconds"]
+    assert list(seconds) == list(STAGES)
+    metrics = json.loads((run_dir / "report/metrics.json").read_text())["metrics"]
+    for name in ("base", "sft", "ppo"):
+        for key in ("gold", "compliance", "composite_reward", "distinct_2", "self_bleu", "kl_to_sft", "reward/rm"):
+            assert f"eval/{name}/{key}" in metrics, (name, key)
+    assert 0.0 <= metrics["eval/ppo/win_rate_vs_sft"] <= 1.0
+    report = (run_dir / "report/report.html").read_text()
+    for section in ("Comparison", "PPO training", "Distributions", "Reward model", "Stage timings", "Sample ads"):
+        assert f"<h2>{section}" in report, section
+    assert report.count("data:image/png;base64,") == 3
+    tracked = offline_run(run_dir / "report")  # the same metrics reach the tracker
+    assert tracked["summary"]["eval/ppo/gold"] == pytest.approx(metrics["eval/ppo/gold"])
+
+    again = subprocess.run([EXE, "pipeline", str(recipe), "output_dir=out", "--resume"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("already finished") == len(STAGES)
+    assert json.loads((run_dir / "pipeline.json").read_text())["seconds"] == seconds
+
+
+def test_stage_subsets_keep_pipeline_order_and_unknown_names_fail():
+    assert parse_stages("evaluate, sft") == ("sft", "evaluate")
+    assert parse_stages(None) == STAGES
+    with pytest.raises(ConfigError, match="unknown pipeline stage.*rl.*choose from sft"):
+        parse_stages("sft,rl")
+
+
+def test_run_dir_placeholder_names_this_runs_outputs():
+    recipe = config.load(Path(__file__).parents[1] / "recipes/quickstart.yaml", ["output_dir=/data/runs", "run_name=exp1"])
+    assert recipe.rewards[0].kwargs["path"] == "/data/runs/exp1/reward"
