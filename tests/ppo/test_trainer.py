@@ -181,3 +181,17 @@ def test_separate_models_train_save_and_resume(tmp_path, tiny_model_dir, lora):
     assert [{k: v for k, v in m.items() if k not in drop} for m in read_metrics(tmp_path / "b")] == [
         {k: v for k, v in m.items() if k not in drop} for m in straight]
 
+
+
+def test_a_user_reward_file_drives_ppo_and_its_mean_rises(tmp_path, tiny_model_dir):
+    # Full-parameter PPO: a random tiny model's final norm keeps its logits near uniform, so LoRA alone
+    # moves it too slowly for a short test; the loop and the reward path are the same.
+    longer = write_reward(tmp_path, """
+        def score(completions, prompts, **columns):
+            return [len(c) / 30 for c in completions]
+    """)
+    trainer.run(recipe(tmp_path, tiny_model_dir, longer, "ppo.steps=10", "ppo.batch_size=16", "ppo.mini_batch_size=8",
+                       "ppo.ppo_epochs=4", "ppo.learning_rate=0.003", "ppo.kl.coef=0", "ppo.save_steps=100",
+                       "ppo.models=separate", "model.use_lora=false"))
+    means = [m["reward/mine"] for m in read_metrics(tmp_path)]
+    assert sum(means[-3:]) / 3 > sum(means[:3]) / 3 + 0.1, means
