@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from rlhf_ads.config_schema import load_recipe, option
 
+ReportTo = Literal["none", "wandb", "tensorboard", "jsonl"]  # a stage's tracker (rlhf_ads.tracking)
+
 
 @dataclass
 class LoraSettings:
@@ -105,7 +107,7 @@ class TrainingSettings:
     logging_steps: int = option(10, help="Log training metrics every N steps.")
     save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
-    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+    report_to: ReportTo = option("none", help=(
         "Where metrics go: 'wandb' (names from the recipe's `tracking:` section), 'tensorboard' (<stage>/tensorboard/), "
         "'jsonl' (<stage>/train_log.jsonl written live) or 'none' (train_log.jsonl only at the end)."))
     resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
@@ -203,7 +205,7 @@ class PPOStageConfig:
     save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
     log_samples: int = option(4, help="Sample generations written to samples.jsonl (and the tracker's table) each step.")
-    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+    report_to: ReportTo = option("none", help=(
         "Where per-step metrics and sample tables go besides metrics.jsonl (always written): 'wandb', 'tensorboard' "
         "(<stage>/tensorboard/), or 'jsonl'/'none' (metrics.jsonl only)."))
     resume: bool = option(False, help="Continue from the newest checkpoint (also --resume).")
@@ -236,7 +238,7 @@ class EvaluateConfig:
         "Reward component (by name) that judges win rates against SFT; default: the first reward_model "
         "component of the mix, else the composite reward."))
     report_samples: int = option(12, help="Briefs shown side by side in report.html.")
-    report_to: Literal["none", "wandb", "tensorboard", "jsonl"] = option("none", help=(
+    report_to: ReportTo = option("none", help=(
         "Also send the metrics and a table of the sample ads to this tracker (metrics.json is always written)."))
 
 
