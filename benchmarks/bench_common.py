@@ -89,3 +89,36 @@ def grad_phase(training: str, scoring: str) -> Callable:
     import torch
 
     return lambda args, kwargs: training if torch.is_grad_enabled() else scoring
+
+
+def _marks(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def marked_section(text: str, name: str) -> str | None:
+    """The body of the section `name` marked in `text` (see replace_section), or None."""
+    start, end = _marks(name)
+    if start not in text or end not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """`text` with the section `name` (between HTML-comment marks) set to `body`; appended when absent.
+    Two benchmarks share RESULTS.md this way, each rewriting only its own part."""
+    start, end = _marks(name)
+    block = f"{start}\n{body.strip()}\n{end}\n"
+    if marked_section(text, name) is not None:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1].lstrip("\n")
+    return f"{text.rstrip()}\n\n{block}" if text.strip() else block
+
+
+def write_keeping_sections(path: Path, text: str, names: tuple[str, ...] = ("trainers",)) -> None:
+    """Write `text` to `path`, carrying over the marked sections `names` from the file's current contents."""
+    old = path.read_text() if path.is_file() else ""
+    for name in names:
+        body = marked_section(old, name)
+        if body is not None:
+            text = replace_section(text, name, body)
+    path.write_text(text)

@@ -25,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import floor  # noqa: E402
+from bench_common import write_keeping_sections  # noqa: E402
 import report  # noqa: E402
 
 DEFAULT_PEER_PYTHON = HERE / ".venv-trl112" / "bin" / "python"
@@ -166,7 +167,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.render:
         summary = report.merge([json.loads(Path(p).read_text()) for p in args.render])
-        (out / "RESULTS.md").write_text(report.render(summary))
+        write_keeping_sections(out / "RESULTS.md", report.render(summary))
         (out / "results.json").write_text(json.dumps(summary, indent=2))
         return
     spec = build_spec(args)
@@ -182,7 +183,7 @@ def main(argv=None) -> None:
         sys.exit("[bench] every run failed; see the log tails above")
     summary = summarize(args, spec, results, machine)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
-    (out / "RESULTS.md").write_text(report.render(summary))
+    write_keeping_sections(out / "RESULTS.md", report.render(summary))
     print(report.headline(summary))
     print(f"[bench] wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
 

@@ -1,10 +1,10 @@
-"""Copy-quality rewards: keyword coverage, call to action, brand voice, repetition, batch diversity."""
+"""Copy-quality rewards: keyword coverage, call to action, brief facts, brand voice, repetition, batch diversity."""
 
 from __future__ import annotations
 
 import re
 
-from reward_models._columns import per_sample_lists
+from reward_models._columns import per_sample, per_sample_lists
 
 CTA_VERBS = ("shop", "buy", "order", "book", "reserve", "start", "get", "try", "join", "sign up", "learn more",
              "discover", "explore", "save", "call", "request", "schedule", "apply", "download", "compare", "claim",
@@ -40,6 +40,33 @@ def call_to_action(completions: list[str], prompts: list[str], verbs: list[str] 
     verbs = verbs or list(CTA_VERBS)
     pattern = re.compile(r"(?:^|[.!?:;|–—-]\s*|,\s*)(?:" + "|".join(map(re.escape, verbs)) + r")\b", re.I)
     return [1.0 if pattern.search(text.strip()) else 0.0 for text in completions]
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_STOPWORDS = {"with", "from", "your", "that", "this", "into", "over", "about", "each", "after", "their", "than",
+              "them", "they", "when", "what", "will", "have", "more", "most", "also", "only", "free"}
+
+
+def _fact_words(text: str) -> set[str]:
+    return {_stem(w) for w in re.findall(r"[a-z]{4,}", text.lower())} - _STOPWORDS
+
+
+def brief_facts(completions: list[str], prompts: list[str], landing_page=None, numbers: float = 0.4,
+                words: float = 0.1, unsupported: float = 0.5, **columns) -> list[float | None]:
+    """Specific and truthful, in [-1, 1]: +`numbers` per figure the ad takes from the brief's landing page
+    (price, size, warranty...), +`words` per other landing-page word it uses (together capped at 1), and
+    -`unsupported` per figure the landing page does not state. None without a landing page."""
+    scores = []
+    for text, page in zip(completions, per_sample(landing_page, len(completions))):
+        if not page:
+            scores.append(None)
+            continue
+        page_numbers, ad_numbers = set(_NUMBER.findall(page)), set(_NUMBER.findall(text))
+        supported = len(ad_numbers & page_numbers)
+        used_words = len(_fact_words(text) & _fact_words(page))
+        gain = min(1.0, numbers * supported + words * used_words)
+        scores.append(max(-1.0, gain - unsupported * len(ad_numbers - page_numbers)))
+    return scores
 
 
 class BrandVoice:

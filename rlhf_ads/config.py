@@ -100,7 +100,8 @@ class TrainingSettings:
     max_length: int = option(512, help=(
         "Longest tokenized row; SFT cuts the prompt's start to fit (the ad is kept), the reward stage drops longer rows."))
     gradient_checkpointing: bool = option(False, help=(
-        "Recompute activations in the backward pass: less memory for large bases, about a third slower."))
+        "Recompute activations in the backward pass: less memory. Measure the speed: on a 2-core CPU it made "
+        "the 135M SFT ~10% faster (less memory traffic) and the MiniLM reward model ~25% slower."))
     max_train_rows: int | None = option(None, help="Use only the first N training rows (after shuffling with the seed).")
     max_eval_rows: int | None = option(400, help="Use only the first N held-out rows for evaluation.")
     eval_steps: int = option(0, help="Evaluate every N steps during training; 0: only at the end.")
@@ -201,6 +202,10 @@ class PPOStageConfig:
     cliprange_value: float = option(0.2, help="Value clip.")
     vf_coef: float = option(0.1, help="Value loss coefficient.")
     whiten_rewards: bool = option(False, help="Whiten per-token rewards (without shifting the mean) before GAE.")
+    center_scores: bool = option(False, help=(
+        "Subtract the rollout batch's mean score before GAE (a baseline). With a value head that starts at zero "
+        "(e.g. from an encoder reward model) and scores of positive mean, the last token of every response, "
+        "EOS, otherwise gets the largest advantage, which favours stopping early."))
     kl: KLSettings = option(help="KL penalty and its controller.", factory=KLSettings)
     save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")

@@ -7,8 +7,9 @@ stages also pass `report_to` to their Trainer (`trainer_report_to`), whose own W
 run opened here, so the recipe's project, entity, group and tags apply; `JsonlLogCallback` writes
 <stage>/train_log.jsonl as training goes.
 
-Who is the main process: `torch.distributed`'s rank when a group exists (DeepSpeed on CPU makes
-accelerate report rank 0 on every process), else the launcher's RANK variable.
+Who is the main process: `torch.distributed`'s rank when a group exists (under DeepSpeed on CPU accelerate
+reports rank 0 on every process unless given a backend: stages.common.deepspeed_cpu_backend), else the
+launcher's RANK variable.
 """
 
 from __future__ import annotations

@@ -28,3 +28,25 @@ def test_tiny_run_without_peer(tiny_model_dir, tmp_path):
     assert ours["framework"] == "ours" and ours["same_prompts"] and len(ours["steps"]) == 1
     assert ours["samples_per_s"] > 0 and ours["peak_rss_bytes"] > 0
     assert "## Floor" in (tmp_path / "RESULTS.md").read_text()
+
+
+TRAINERS = SCRIPT.parent / "trainers_vs_trl.py"
+
+
+def test_trainers_benchmark_tiny(tiny_model_dir, tmp_path):
+    """Ours and plain TRL each train two steps of SFT and of a causal reward model; the report section lands
+    in RESULTS.md next to (not over) the PPO report."""
+    (tmp_path / "RESULTS.md").write_text("# PPO benchmark\n\nppo numbers\n")
+    command = [sys.executable, str(TRAINERS), "--cases", "sft,rm-causal", "--steps", "2", "--warmup", "1",
+               f"--set=model.base={tiny_model_dir}", "--set=reward.training.max_length=1024", "--out", str(tmp_path)]
+    out = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    summary = json.loads((tmp_path / "trainers.json").read_text())
+    runs = {(r["case"], r["side"]) for r in summary["results"]}
+    assert runs == {(case, side) for case in ("sft", "rm-causal") for side in ("ours", "trl", "trl-no-gc")}
+    for result in summary["results"]:
+        assert len(result["step_seconds"]) == 2 and result["tokens_per_step"] > 0 and result["rows_per_s"] > 0
+    assert {c["case"] for c in summary["comparisons"]} == {"sft", "rm-causal"}
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.startswith("# PPO benchmark") and "ppo numbers" in text
+    assert "## Training stages" in text and text.count("<!-- trainers:start -->") == 1

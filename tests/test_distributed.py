@@ -67,13 +67,17 @@ def test_ppo_two_ranks_share_gradients_on_their_own_prompts(tmp_path, tiny_model
     assert saved["metrics"]["step"] == 2
 
 
+def tiny_sft_recipe(tmp_path, model_dir) -> dict:
+    """Two SFT steps of batch 2 on the tiny model, a checkpoint after each, live jsonl logs, 2 samples."""
+    return {"model": {"base": str(model_dir), "dtype": "fp32", "use_lora": True},
+            "output_dir": str(tmp_path / "runs"),
+            "sft": {"num_samples": 2, "max_new_tokens": 4,
+                    "training": {"max_steps": 2, "batch_size": 2, "max_train_rows": 8, "max_eval_rows": 4,
+                                 "save_steps": 1, "logging_steps": 1, "max_length": 1024, "report_to": "jsonl"}}}
+
+
 def test_sft_two_ranks_train_equal_and_write_once(tmp_path, tiny_model_dir):
-    recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32", "use_lora": True},
-              "output_dir": str(tmp_path / "runs"),
-              "sft": {"num_samples": 2, "max_new_tokens": 4,
-                      "training": {"max_steps": 2, "batch_size": 2, "max_train_rows": 8, "max_eval_rows": 4,
-                                   "save_steps": 1, "logging_steps": 1, "max_length": 1024, "report_to": "jsonl"}}}
-    launch(tmp_path, "sft", recipe)
+    launch(tmp_path, "sft", tiny_sft_recipe(tmp_path, tiny_model_dir))
     ranks = fingerprints(tmp_path, "sft")
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["steps"] == 2 for r in ranks)
     assert ranks[0]["sha256"] == ranks[1]["sha256"]

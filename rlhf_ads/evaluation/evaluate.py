@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -88,14 +89,18 @@ def response_kl(model, tokenizer, prompts: list[str], responses: list[str], poli
 
 
 def _log_probs(model, ids, attention, adapter: str | None, positions) -> torch.Tensor:
-    """Log-softmax of the logits at the selected positions: (N, V)."""
+    """Log-softmax of the logits at the selected positions (B, W) bool -> (N, V). The LM head runs only
+    from the first selected column on (`logits_to_keep`), not over the prompts."""
+    columns = positions.any(0).nonzero()
+    first = int(columns[0]) if len(columns) else ids.shape[1] - 1  # empty responses: nothing selected
+    keep = torch.arange(first, ids.shape[1], device=ids.device)
     if adapter is None:
         with model.disable_adapter():
-            logits = model(input_ids=ids, attention_mask=attention).logits
+            logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
     else:
         model.set_adapter(adapter)
-        logits = model(input_ids=ids, attention_mask=attention).logits
-    return torch.log_softmax(logits[positions.to(logits.device)].float(), -1)
+        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
+    return torch.log_softmax(logits[positions[:, first:].to(logits.device)].float(), -1)
 
 
 def judge_name(recipe: Recipe) -> str | None:
@@ -127,15 +132,20 @@ def run(recipe: Recipe) -> dict:
     metrics: dict[str, float] = {}
     per_ad: dict[str, list[dict]] = {}
     for name, folder in folders.items():
-        log.info("evaluate: %s writes %d ads", name, len(briefs))
         adapter = None if folder is None else name
+        started = time.perf_counter()
         ads = generate_with_adapter(model, tokenizer, prompts, adapter, **decoding)
+        generated = time.perf_counter()
         model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
+        scored = time.perf_counter()
         if REFERENCE in folders and isinstance(model, PeftModel):
-            kls = response_kl(model, tokenizer, prompts, ads, adapter, REFERENCE, cfg.batch_size)
+            kls = ([0.0] * len(ads) if name == REFERENCE  # the reference against itself: exactly 0
+                   else response_kl(model, tokenizer, prompts, ads, adapter, REFERENCE, cfg.batch_size))
             model_metrics["kl_to_sft"] = sum(kls) / len(kls)
             for record, kl in zip(per_ad[name], kls):
                 record["kl_to_sft"] = kl
+        log.info("evaluate: %s wrote %d ads in %.0f s, scored in %.0f s, KL in %.0f s", name, len(briefs),
+                 generated - started, scored - generated, time.perf_counter() - scored)
         metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
     if REFERENCE in per_ad:
         for name in per_ad:

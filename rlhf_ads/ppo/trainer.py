@@ -5,7 +5,8 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
     1. rollout       sample responses for a batch of prompts; cut at the first stop token
     2. score         the reward mix on the texts; missing-EOS penalty
     3. old stats     policy/reference log-probs and values on the sampled sequences
-    4. rewards       per-token -beta * KL, the score added at the last response token
+    4. rewards       per-token -beta * KL, the score (minus the batch's mean with center_scores) added at the
+                     last response token
     5. advantages    GAE, whitened per batch
     6. update        ppo_epochs over shuffled minibatches: clipped policy + clipped value loss
     7. log, KL controller, checkpoint
@@ -186,7 +187,7 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     kl = kl_estimate(logprobs, ref_logprobs, cfg.kl.estimator) * mask
     token_rewards = -kl_ctl.value * kl
     last = mask.long().sum(1) - 1
-    token_rewards[torch.arange(len(last)), last] += scores
+    token_rewards[torch.arange(len(last)), last] += scores - scores.mean() if cfg.center_scores else scores
     if cfg.whiten_rewards:
         token_rewards = masked_whiten(token_rewards, mask, shift_mean=False) * mask
     # 5. advantages with GAE, whitened over the batch

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "ad_policy": "reward_models.policy:ad_policy",
     "keyword_coverage": "reward_models.copy_quality:keyword_coverage",
     "call_to_action": "reward_models.copy_quality:call_to_action",
+    "brief_facts": "reward_models.copy_quality:brief_facts",
     "brand_voice": "reward_models.copy_quality:BrandVoice",
     "repetition": "reward_models.copy_quality:repetition",
     "batch_diversity": "reward_models.copy_quality:batch_diversity",

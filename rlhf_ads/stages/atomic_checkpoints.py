@@ -21,7 +21,8 @@ STAGING = ".partial-staging"  # matches checkpoint.remove_partials' pattern
 
 
 def _barrier() -> None:
-    # torch.distributed directly: under DeepSpeed on CPUs accelerate reports a world of 1 on every rank
+    # torch.distributed directly: right even where accelerate is not (a world of 1 under DeepSpeed on CPUs
+    # when not given a backend)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,19 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
         gradient_checkpointing=training.gradient_checkpointing,
         bf16=resolve_dtype(recipe.model.dtype) == "bf16", disable_tqdm=False, dataloader_num_workers=0,
-        **extra)
+        ddp_backend=deepspeed_cpu_backend(), **extra)
+
+
+def deepspeed_cpu_backend() -> str | None:
+    """DeepSpeed's collective backend (gloo, or ccl with oneCCL) when `accelerate launch` runs DeepSpeed
+    on CPUs (DS_ACCELERATOR=cpu), else None. accelerate only reads the world size and rank from a group
+    it is given a backend for: without one, every rank calls itself rank 0 of 1 and ZeRO's batch check fails."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        return None
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    return accelerator.communication_backend_name() if accelerator.device_name() == "cpu" else None
 
 
 def require_trainable(model_cfg) -> None:

@@ -46,3 +46,37 @@ def test_adapter_of_another_base_is_explained(tmp_path, tiny_model_dir):
                                 f"evaluate.models=[{tmp_path / 'foreign'}]"])
     with pytest.raises(RlhfAdsError, match="does not fit the base model"):
         evaluate.run(recipe)
+
+
+def test_response_kl_matches_one_row_at_a_time(tiny_model_dir):
+    """Batched, right-padded, LM head on the response columns only == the plain per-row sum over the
+    response tokens of sum_v p(v) (log p(v) - log q(v)), with the policy a perturbed LoRA adapter."""
+    import torch
+
+    from rlhf_ads.config import LoraSettings
+    from rlhf_ads.modeling import add_lora, load_base
+
+    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32")
+    model = add_lora(model, LoraSettings(r=4, alpha=8), adapter_name="policy")
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(std=0.5)
+    model.add_adapter("reference", model.peft_config["policy"])  # lora_B = 0: the base itself
+    prompts = ["Write an ad for shoes", "Hi", "A much longer prompt about running shoes for trails"]
+    responses = ["Shop trail shoes now", "Buy", "Grippy soles for wet rocks and mud"]
+    batched = evaluate.response_kl(model, tokenizer, prompts, responses, "policy", "reference", batch_size=2)
+
+    def plain(prompt: str, response: str) -> float:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([p + tokenizer(response, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            model.set_adapter("policy")
+            log_p = torch.log_softmax(model(input_ids=ids).logits[0, len(p) - 1:-1], -1)
+            model.set_adapter("reference")
+            log_q = torch.log_softmax(model(input_ids=ids).logits[0, len(p) - 1:-1], -1)
+        return float((log_p.exp() * (log_p - log_q)).sum())
+
+    expected = [plain(p, r) for p, r in zip(prompts, responses)]
+    assert min(expected) > 1e-3  # the perturbed policy really differs from the reference
+    assert batched == pytest.approx(expected, rel=1e-4, abs=1e-5)

@@ -195,3 +195,23 @@ def test_a_user_reward_file_drives_ppo_and_its_mean_rises(tmp_path, tiny_model_d
                        "ppo.models=separate", "model.use_lora=false"))
     means = [m["reward/mine"] for m in read_metrics(tmp_path)]
     assert sum(means[-3:]) / 3 > sum(means[:3]) / 3 + 0.1, means
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_center_scores_subtracts_the_batch_mean_before_gae(tmp_path, tiny_model_dir, monkeypatch, center):
+    """With center_scores the last-token rewards GAE sees sum to zero over the batch (KL coefficient 0);
+    without, they are the scores themselves. The logged score stays the raw mean either way."""
+    seen = {}
+    original = trainer.gae
+
+    def spy(token_rewards, values, mask, gamma, lam):
+        seen["rewards"] = token_rewards.clone()
+        return original(token_rewards, values, mask, gamma, lam)
+
+    monkeypatch.setattr(trainer, "gae", spy)
+    metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
+                                 "ppo.kl.coef=0", f"ppo.center_scores={str(center).lower()}"))
+    total = float(seen["rewards"].sum())
+    batch = seen["rewards"].shape[0]
+    assert abs(metrics["ppo/score"]) > 0.01  # a nonzero mean, so centering has something to remove
+    assert total == pytest.approx(0.0 if center else metrics["ppo/score"] * batch, abs=1e-4)

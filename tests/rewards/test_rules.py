@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from reward_models.copy_quality import BrandVoice, batch_diversity, call_to_action, keyword_coverage, repetition
+from reward_models.copy_quality import (BrandVoice, batch_diversity, brief_facts, call_to_action, keyword_coverage,
+                                        repetition)
 from reward_models.platform import length_fit, length_limit
 from reward_models.policy import ad_policy, context_for, lint
 
@@ -89,6 +90,16 @@ def test_keyword_coverage_and_call_to_action():
     assert keyword_coverage(["crm software"], [""], keywords=["CRM software", "sales"]) == [0.5]  # one shared list
     assert call_to_action(["Trail shoes. Shop now.", "Book today: spa days", "Trail shoes with lugs"], [""] * 3) == [
         1.0, 1.0, 0.0]
+
+
+def test_brief_facts_rewards_stated_figures_and_penalizes_invented_ones():
+    page = "Trail shoe at $129 with 4 mm lugs and a 280 g weight. Free 30-day returns."
+    ads = ["Trail shoe", "4 mm lugs, 280 g. Shop now.", "Only $99 today", "Trail shoe, 4 mm lugs, 280 g, 30-day returns"]
+    scores = brief_facts(ads, [""] * 4, landing_page=page)
+    # 'trail', 'shoe': 2 page words; 4 and 280: 2 figures + 'lugs'; 99 invented; 3 figures + 4 words: capped
+    assert scores == pytest.approx([0.2, 0.9, -0.5, 1.0])
+    assert brief_facts(["x", "$5 off"], [""] * 2, landing_page=[None, ""]) == [None, None]
+    assert brief_facts(["$1 $2 $3"], [""], landing_page=["Nothing stated"]) == [-1.0]  # floored
 
 
 def test_brand_voice_repetition_and_diversity():
