@@ -18,6 +18,7 @@ HEADER = 7
 
 
 def read_records(path: Path) -> list:
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
     data = Path(path).read_bytes()
@@ -30,6 +31,8 @@ def read_records(path: Path) -> list:
             pos += left_in_block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        if pos + HEADER + length > len(data):  # a chunk still being written: read up to here
+            break
         chunk = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         if kind == 0 and length == 0:  # zero padding at the end of the file
@@ -37,7 +40,10 @@ def read_records(path: Path) -> list:
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
+            try:
+                record.ParseFromString(pending)
+            except DecodeError:  # bytes not yet flushed in full: the caller polls again
+                break
             records.append(record)
     return records
 
