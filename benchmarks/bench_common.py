@@ -10,6 +10,8 @@ import functools
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -122,3 +124,28 @@ def write_keeping_sections(path: Path, text: str, names: tuple[str, ...] = ("tra
         if body is not None:
             text = replace_section(text, name, body)
     path.write_text(text)
+
+
+CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+             "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+
+
+def run_child(name: str, command: list[str], workdir: Path, timeout: int, threads: int | None) -> dict | None:
+    """Run one benchmark child with `--result FILE --workdir DIR` appended (its log in workdir/<name>.log);
+    return its result JSON, or None (printing its log tail) when it failed."""
+    result_file, log_file, run_dir = workdir / f"{name}.json", workdir / f"{name}.log", workdir / name
+    run_dir.mkdir()
+    env = {**os.environ, **CHILD_ENV}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    print(f"[bench] {name} ...", flush=True)
+    with log_file.open("w") as log:
+        try:
+            code = subprocess.run(command + ["--result", str(result_file), "--workdir", str(run_dir)], stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout, env=env).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    if code != 0 or not result_file.is_file():
+        print(f"[bench] {name} failed ({code}); log tail:\n{log_file.read_text()[-3000:]}", file=sys.stderr, flush=True)
+        return None
+    return json.loads(result_file.read_text())

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import floor  # noqa: E402
-from bench_common import write_keeping_sections  # noqa: E402
+from bench_common import run_child, write_keeping_sections  # noqa: E402
 import report  # noqa: E402
 
 DEFAULT_PEER_PYTHON = HERE / ".venv-trl112" / "bin" / "python"
-CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
-             "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,30 +90,13 @@ def build_spec(args) -> dict:
             "learning_rate": 1e-5, "seed": args.seed, "lora": {"r": 16, "alpha": 32}, "step_prompts": step_prompts}
 
 
-def run_child(name: str, command: list[str], workdir: Path, timeout: int, threads: int | None) -> dict | None:
-    """Run one benchmark child; return its result JSON, or None (with its log tail) when it failed."""
-    result_file, log_file = workdir / f"{name}.json", workdir / f"{name}.log"
-    env = {**os.environ, **CHILD_ENV}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    run_dir = workdir / name
-    run_dir.mkdir()
-    command = command + ["--result", str(result_file), "--workdir", str(run_dir)]
-    print(f"[bench] {name}: {' '.join(command[:2])} ...", flush=True)
+def run_ppo_child(name: str, command: list[str], workdir: Path, timeout: int, threads: int | None) -> dict | None:
+    """One PPO child (bench_common.run_child), with its rate and peak memory printed."""
     started = time.perf_counter()
-    with log_file.open("w") as log:
-        try:
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                                  env=env).returncode
-        except subprocess.TimeoutExpired:
-            code = "timeout"
-    if code != 0 or not result_file.is_file():
-        tail = log_file.read_text()[-3000:]
-        print(f"[bench] {name} failed ({code}); log tail:\n{tail}", file=sys.stderr, flush=True)
-        return None
-    result = json.loads(result_file.read_text())
-    print(f"[bench] {name}: {result['samples_per_s']:.3f} samples/s, peak RSS "
-          f"{result['peak_rss_bytes'] / 2 ** 30:.2f} GiB ({time.perf_counter() - started:.0f} s)", flush=True)
+    result = run_child(name, command, workdir, timeout, threads)
+    if result is not None:
+        print(f"[bench] {name}: {result['samples_per_s']:.3f} samples/s, peak RSS "
+              f"{result['peak_rss_bytes'] / 2 ** 30:.2f} GiB ({time.perf_counter() - started:.0f} s)", flush=True)
     return result
 
 
@@ -128,11 +107,11 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
     results = []
     for dtype in args.dtypes:
         ours = [sys.executable, str(HERE / "run_ours.py"), "--spec", str(spec_file), "--dtype", dtype]
-        results.append(run_child(f"ours-{dtype}", ours, workdir, args.child_timeout, args.threads))
+        results.append(run_ppo_child(f"ours-{dtype}", ours, workdir, args.child_timeout, args.threads))
         for mode in args.peer_modes:
             peer = [args.peer_python, str(HERE / "run_trl_ppo.py"), "--spec", str(spec_file), "--dtype", dtype,
                     "--mode", mode]
-            results.append(run_child(f"trl-{mode}-{dtype}", peer, workdir, args.child_timeout, args.threads))
+            results.append(run_ppo_child(f"trl-{mode}-{dtype}", peer, workdir, args.child_timeout, args.threads))
     return [r for r in results if r is not None]
 
 

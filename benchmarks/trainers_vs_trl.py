@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +26,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_common import peak_rss_bytes, replace_section, write_result  # noqa: E402
+from bench_common import peak_rss_bytes, replace_section, run_child, write_result  # noqa: E402
 
 RECIPE = REPO / "recipes" / "quickstart.yaml"
 SIDES = ("ours", "trl", "trl-no-gc")
-CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
-             "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
 # case -> (stage, recipe section, extra recipe overrides, unit of a row)
 CASES = {
     "sft": ("sft", "sft", [], "rows"),
@@ -203,29 +200,15 @@ def child(args) -> None:
 
 # --- driver -----------------------------------------------------------------------------------------------
 
-def run_child(case: str, side: str, args, workdir: Path) -> dict | None:
+def run_case_child(case: str, side: str, args, workdir: Path) -> dict | None:
+    """One (case, side) child (bench_common.run_child), with its rates and peak memory printed."""
     name = f"{case}-{side}"
-    result_file, log_file, run_dir = workdir / f"{name}.json", workdir / f"{name}.log", workdir / name
-    run_dir.mkdir()
-    env = {**os.environ, **CHILD_ENV}
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     command = [sys.executable, __file__, "--child", case, side, "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--result", str(result_file), "--workdir", str(run_dir)]
-    command += [f"--set={setting}" for setting in args.set]
-    print(f"[bench] {name} ...", flush=True)
-    with log_file.open("w") as log:
-        try:
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  timeout=args.child_timeout).returncode
-        except subprocess.TimeoutExpired:
-            code = "timeout"
-    if code != 0 or not result_file.is_file():
-        print(f"[bench] {name} failed ({code}); log tail:\n{log_file.read_text()[-3000:]}", file=sys.stderr)
-        return None
-    result = json.loads(result_file.read_text())
-    print(f"[bench] {name}: {result['rows_per_s']:.2f} {result['unit']}/s, {result['tokens_per_s']:.0f} tokens/s, "
-          f"peak RSS {result['peak_rss_bytes'] / 2 ** 30:.2f} GiB", flush=True)
+               str(args.warmup), *[f"--set={setting}" for setting in args.set]]
+    result = run_child(name, command, workdir, args.child_timeout, args.threads)
+    if result is not None:
+        print(f"[bench] {name}: {result['rows_per_s']:.2f} {result['unit']}/s, {result['tokens_per_s']:.0f} "
+              f"tokens/s, peak RSS {result['peak_rss_bytes'] / 2 ** 30:.2f} GiB", flush=True)
     return result
 
 
@@ -281,7 +264,7 @@ def main(argv=None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhf-ads-trainers-") as tmp:
         for case in cases:
-            results += [r for r in (run_child(case, side, args, Path(tmp)) for side in SIDES) if r is not None]
+            results += [r for r in (run_case_child(case, side, args, Path(tmp)) for side in SIDES) if r is not None]
     if not results:
         sys.exit("[bench] every run failed; see the log tails above")
     import transformers
