@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from rlhf_ads.rewards import brief_context, brief_from_row, load_sequence_scorer, score_sequences, scorer_text
+from rlhf_ads.rewards import brief_context, brief_from_row, load_sequence_scorer, rater_mean_scores, score_sequences
 
 BRIEF_COLUMNS = ("platform", "field", "brand", "product")
 
@@ -23,12 +23,19 @@ class LearnedReward:
 
     path: the reward stage's output folder. standardize: subtract the mean and divide by the std of
     the scores of held-out SFT samples recorded at training time (so 0 is an average SFT ad).
+    rater: for a model trained with reward.rater_column, score as this rater; default: the mean over
+    the raters it was trained on.
     """
 
     def __init__(self, path: str, batch_size: int = 16, dtype: str = "auto", standardize: bool = False,
-                 max_length: int = 512):
+                 max_length: int = 512, rater: str | None = None):
         self.model, self.tokenizer, self.meta = load_sequence_scorer(path, dtype=dtype)
         self.batch_size, self.max_length, self.standardize = batch_size, max_length, standardize
+        known = self.meta.get("raters")
+        if rater is not None and rater not in (known or []):
+            raise ValueError(f"rater {rater!r} is not one the model at {path} was trained on: "
+                             f"{', '.join(known) if known else 'it was trained without reward.rater_column'}")
+        self.raters = [rater] if rater is not None else (known or [None])
 
     @staticmethod
     def contexts(prompts: list[str], columns: dict) -> list[str]:
@@ -39,9 +46,11 @@ class LearnedReward:
         return [brief_context(brief_from_row(dict(row, id=str(row.get("id", ""))))) for row in rows]
 
     def logits(self, completions: list[str], prompts: list[str], columns: dict) -> list[float]:
-        """Raw head outputs, one per completion."""
-        texts = [scorer_text(c, a) for c, a in zip(self.contexts(prompts, columns), completions)]
-        return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
+        """Raw head outputs, one per completion (the mean over self.raters)."""
+        def score(texts: list[str]) -> list[float]:
+            return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size,
+                                   max_length=self.max_length)
+        return rater_mean_scores(score, self.contexts(prompts, columns), completions, self.raters)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
         scores = self.logits(completions, prompts, columns)

@@ -27,8 +27,9 @@ def length_limit(completions: list[str], prompts: list[str], platform=None, fiel
 
 
 def length_fit(completions: list[str], prompts: list[str], platform=None, field=None, low: float = 0.6,
-               over_slope: float = 4.0, **columns) -> list[float | None]:
-    """Soft fit in [-1, 1]: 1 for `low`..100% of the limit, rising linearly below `low`,
+               over_slope: float = 4.0, empty: float = 0.0, **columns) -> list[float | None]:
+    """Soft fit in [-1, 1]: 1 for `low`..100% of the limit, rising linearly below `low` from `empty`
+    (the score of no text; -1 makes a headline-length description cost as much as a long overrun),
     falling by `over_slope` per limit-length over it (e.g. 25% over -> 0)."""
     scores = []
     for text, lim in zip(completions, _limits(len(completions), platform, field)):
@@ -39,5 +40,5 @@ def length_fit(completions: list[str], prompts: list[str], platform=None, field=
         if share > 1.0:
             scores.append(max(-1.0, 1.0 - over_slope * (share - 1.0)))
         else:
-            scores.append(1.0 if share >= low else share / low)
+            scores.append(1.0 if share >= low else empty + (1.0 - empty) * share / low)
     return scores

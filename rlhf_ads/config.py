@@ -151,11 +151,17 @@ class RewardStageConfig:
     score_samples: DataSource = option(help="Held-out SFT rows whose reward mean/std is recorded (for PPO normalization).",
                                        factory=lambda: DataSource("bundled:sft:heldout"))
     margin_column: str | None = option(None, help="Column with a per-pair margin for the Bradley-Terry loss (optional).")
+    rater_column: str | None = option(None, help=(
+        "Pairwise: column naming who judged each pair (the bundled data: designer_id). The scorer then reads "
+        "'rater: <id>' before the brief and learns each rater's taste; as a reward it scores the mean over the "
+        "raters seen in training, or one rater (reward_model kwargs: {rater: <id>})."))
     center_rewards_coefficient: float | None = option(None, help="Reward centering weight (Eisenstein et al. 2023); e.g. 0.01.")
     training: TrainingSettings = option(help="Optimizer and schedule.", factory=lambda: TrainingSettings(
         learning_rate=1e-4, batch_size=16))
 
     def __post_init__(self):
+        if self.rater_column and self.kind != "pairwise":
+            raise ValueError("reward.rater_column applies to kind: pairwise only")
         bundled = "preferences" if self.kind == "pairwise" else "clicks"
         self.train = self.train or DataSource(f"bundled:{bundled}:train")
         self.eval = self.eval or DataSource(f"bundled:{bundled}:heldout")
@@ -206,6 +212,10 @@ class PPOStageConfig:
         "Subtract the rollout batch's mean score before GAE (a baseline). With a value head that starts at zero "
         "(e.g. from an encoder reward model) and scores of positive mean, the last token of every response, "
         "EOS, otherwise gets the largest advantage, which favours stopping early."))
+    critic_warmup_steps: int = option(0, help=(
+        "The first N steps train the value function only; the policy stays as it is (OpenRLHF's "
+        "freezing_actor_steps; checklist item 16). Use it when the value head cannot start from the reward "
+        "model (e.g. an encoder reward model): a critic at zero makes the first advantages the raw scores."))
     kl: KLSettings = option(help="KL penalty and its controller.", factory=KLSettings)
     save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from rlhf_ads.platforms import field_spec, platforms
@@ -88,6 +89,19 @@ def scorer_text(context: str, completion: str) -> str:
     ad = completion.strip()
     shouted = sum(1 for word in re.findall(r"\b[A-Za-z]{4,}\b", ad) if word.isupper())
     return f"{context}\nAd ({len(ad)} chars, {shouted} words in capitals): {ad}"
+
+
+def rater_context(context: str, rater: str | None) -> str:
+    """A context conditioned on who judges: 'rater: <id> | <context>' (unchanged when rater is None)."""
+    return context if rater is None else f"rater: {rater} | {context}"
+
+
+def rater_mean_scores(score: Callable[[list[str]], list[float]], contexts: list[str], completions: list[str],
+                      raters: list[str | None]) -> list[float]:
+    """Scores (N,) of N ads averaged over raters: the population's taste from a rater-conditioned scorer.
+    score: scorer texts -> one scalar each; raters: [None] for a scorer trained without rater_column."""
+    per_rater = [score([scorer_text(rater_context(c, r), a) for c, a in zip(contexts, completions)]) for r in raters]
+    return [sum(column) / len(column) for column in zip(*per_rater)]
 
 
 def row_context(row: dict) -> str:

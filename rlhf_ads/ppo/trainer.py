@@ -8,7 +8,8 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
     4. rewards       per-token -beta * KL, the score (minus the batch's mean with center_scores) added at the
                      last response token
     5. advantages    GAE, whitened per batch
-    6. update        ppo_epochs over shuffled minibatches: clipped policy + clipped value loss
+    6. update        ppo_epochs over shuffled minibatches: clipped policy + clipped value loss (value loss
+                     only for the first ppo.critic_warmup_steps steps)
     7. log, KL controller, checkpoint
 
 Writes <run>/ppo/: policy/ and value/ adapters, value_head.safetensors, metrics.jsonl,
@@ -193,8 +194,9 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     # 5. advantages with GAE, whitened over the batch
     advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
     advantages = masked_whiten(advantages, mask) * mask
-    # 6. PPO epochs over shuffled minibatches
-    train_stats = _update(cfg, ac, optimizer, rollout, logprobs, values, advantages, returns)
+    # 6. PPO epochs over shuffled minibatches (value only during the critic warm-up)
+    train_stats = _update(cfg, ac, optimizer, rollout, logprobs, values, advantages, returns,
+                          train_policy=step >= cfg.critic_warmup_steps)
     # 7. metrics, KL controller, samples
     elapsed = time.perf_counter() - started
     metrics = {"step": step + 1, **scored.metrics(), "ppo/score": scores.mean().item(), "ppo/kl": (kl.sum(1)).mean().item(),
@@ -220,31 +222,38 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     return metrics
 
 
-def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns) -> dict:
+def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns,
+            train_policy: bool = True) -> dict:
     """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
-    `grad_accum` micro-batches whose gradients add up, then are averaged over ranks, before one optimizer step."""
+    `grad_accum` micro-batches whose gradients add up, then are averaged over ranks, before one optimizer step.
+    With train_policy False only the value function learns: the policy gets no gradient, so AdamW skips it."""
     stats: dict[str, list[float]] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    frozen = [] if train_policy else ac.trainable_parameters()[POLICY]
     for _ in range(cfg.ppo_epochs):
         for minibatch in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
             for index in minibatch.split(cfg.mini_batch_size // cfg.grad_accum):
                 mb = rollout.select(index)
                 mask = mb.response_mask
-                ac.use(POLICY)
-                new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
-                pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
-                                                cfg.cliprange)
-                (pg_loss / cfg.grad_accum).backward()
+                logged = {}
+                if train_policy:
+                    ac.use(POLICY)
+                    new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
+                    pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
+                                                    cfg.cliprange)
+                    (pg_loss / cfg.grad_accum).backward()
+                    logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
+                              "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
                 ac.use(VALUE)
                 new_values = response_values(ac.trunk, ac.value_head, mb)
                 vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
                 (cfg.vf_coef * vf_loss / cfg.grad_accum).backward()
-                for key, value in {"ppo/policy_loss": pg_loss, "ppo/value_loss": vf_loss,
-                                   "ppo/policy_clipfrac": pg_stats["clipfrac"],
-                                   "ppo/value_clipfrac": vf_stats["clipfrac"], "ppo/approx_kl": pg_stats["approxkl"],
-                                   "ppo/entropy": masked_mean(entropy, mask)}.items():
+                logged.update({"ppo/value_loss": vf_loss, "ppo/value_clipfrac": vf_stats["clipfrac"]})
+                for key, value in logged.items():
                     stats.setdefault(key, []).append(float(value.detach()))
             dist.average_gradients(params)
+            for param in frozen:  # no gradient: AdamW leaves the parameter and its state untouched
+                param.grad = None
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if not torch.isfinite(grad_norm):
                 raise RlhfAdsError("non-finite gradient in the PPO update; lower ppo.learning_rate or check the rewards")

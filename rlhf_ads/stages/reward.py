@@ -1,7 +1,8 @@
 """Stage `reward`: a pairwise Bradley-Terry reward model (TRL's RewardTrainer) or a pointwise
 click-through model (binary cross-entropy on clicks/impressions, transformers' Trainer).
 
-The scorer reads `scorer_text(context, ad)`: the brief as one compact line and the ad. Writes
+The scorer reads `scorer_text(context, ad)`: the brief as one compact line and the ad (with
+`rater_column`, the context starts with the pair's rater: one model of each designer's taste). Writes
 <run>/<output>/: the adapter with its score head (or the full model), tokenizer,
 rlhf_ads_scorer.json, metrics.json, train_log.jsonl; checkpoints under checkpoints/.
 """
@@ -17,7 +18,9 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 from trl import RewardConfig, RewardTrainer
 
 from rlhf_ads.config import Recipe
-from rlhf_ads.data import data_options, load_rows, message_text, row_completion, row_context, scorer_text
+from rlhf_ads.data import (data_options, load_rows, message_text, rater_context, rater_mean_scores, row_completion,
+                           row_context, scorer_text)
+from rlhf_ads.errors import DataError
 from rlhf_ads.evaluation.metrics import click_log_loss, pairwise_accuracy, weighted_auc
 from rlhf_ads.modeling import SCORER_META, encode_for_scoring, load_base, score_sequences
 from rlhf_ads.seeding import seed_everything
@@ -44,19 +47,30 @@ def load_scorer_for_training(recipe: Recipe):
     return model, tokenizer, dict(meta, kind=cfg.kind, dtype=model_cfg.dtype, input="brief_context")
 
 
-def pair_texts(row: dict) -> tuple[str, str]:
-    context = row_context(row)
+def pair_texts(row: dict, rater_column: str | None = None) -> tuple[str, str]:
+    """(chosen, rejected) scorer texts; with rater_column, the context names the row's rater."""
+    context = rater_context(row_context(row), str(row[rater_column]) if rater_column else None)
     return scorer_text(context, message_text(row["chosen"])), scorer_text(context, message_text(row["rejected"]))
 
 
-def pair_dataset(rows: list[dict], tokenizer, max_length: int, margin_column: str | None) -> datasets.Dataset:
+def pair_dataset(rows: list[dict], tokenizer, max_length: int, margin_column: str | None,
+                 rater_column: str | None = None) -> datasets.Dataset:
     """Pre-tokenized pairs in TRL's format: chosen_ids, rejected_ids (and margin)."""
-    chosen, rejected = zip(*(pair_texts(r) for r in rows))
+    chosen, rejected = zip(*(pair_texts(r, rater_column) for r in rows))
     data = {"chosen_ids": encode_for_scoring(tokenizer, list(chosen), max_length),
             "rejected_ids": encode_for_scoring(tokenizer, list(rejected), max_length)}
     if margin_column:
         data["margin"] = [float(r[margin_column]) for r in rows]
     return datasets.Dataset.from_dict(data)
+
+
+def raters_of(rows: list[dict], column: str, source: str) -> list[str]:
+    """The sorted distinct raters in `column`; a row without one is a DataError naming the source and row."""
+    for index, row in enumerate(rows):
+        if row.get(column) in (None, ""):
+            raise DataError(f"{source}: row {row.get('id', index)} has no '{column}' field, which reward.rater_column "
+                            "names; give every pair its rater or unset rater_column")
+    return sorted({str(row[column]) for row in rows})
 
 
 def click_dataset(rows: list[dict], tokenizer, max_length: int) -> datasets.Dataset:
@@ -100,12 +114,16 @@ def run(recipe: Recipe) -> dict:
                       recipe.seed)
     eval_rows = take(load_rows(cfg.eval.path, kind, **data_options(cfg.eval, out_dir)), training.max_eval_rows,
                      recipe.seed)
+    if cfg.rater_column:
+        meta.update(rater_column=cfg.rater_column, raters=raters_of(train_rows, cfg.rater_column, cfg.train.path))
+        raters_of(eval_rows, cfg.rater_column, cfg.eval.path)
     # 3. train
     if cfg.kind == "pairwise":
         args = trainer_args(RewardConfig, training, out_dir, recipe, max_length=training.max_length,
                             center_rewards_coefficient=cfg.center_rewards_coefficient, disable_dropout=True)
         trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
-                                train_dataset=pair_dataset(train_rows, tokenizer, training.max_length, cfg.margin_column))
+                                train_dataset=pair_dataset(train_rows, tokenizer, training.max_length, cfg.margin_column,
+                                                           cfg.rater_column))
     else:
         args = trainer_args(TrainingArguments, training, out_dir, recipe, remove_unused_columns=False)
         trainer = Trainer(model=model, args=args, train_dataset=click_dataset(train_rows, tokenizer, training.max_length),
@@ -121,10 +139,12 @@ def run(recipe: Recipe) -> dict:
     def score(texts: list[str]) -> list[float]:
         return score_sequences(model, tokenizer, texts, batch_size=training.batch_size, max_length=training.max_length)
 
-    metrics.update(evaluate_pairwise(eval_rows, score) if cfg.kind == "pairwise" else evaluate_clicks(eval_rows, score))
+    metrics.update(evaluate_pairwise(eval_rows, score, cfg.rater_column) if cfg.kind == "pairwise"
+                   else evaluate_clicks(eval_rows, score))
     sample_rows = take(load_rows(cfg.score_samples.path, "sft", **data_options(cfg.score_samples, out_dir)),
                        training.max_eval_rows, recipe.seed)
-    sample_scores = score([scorer_text(row_context(r), row_completion(r)) for r in sample_rows])
+    sample_scores = rater_mean_scores(score, [row_context(r) for r in sample_rows],
+                                      [row_completion(r) for r in sample_rows], meta.get("raters", [None]))
     meta.update(score_mean=statistics.fmean(sample_scores), score_std=statistics.pstdev(sample_scores))
     metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"]})
     # 5. save: adapter + score head (modules_to_save) or full model, tokenizer, metadata
@@ -139,9 +159,10 @@ def run(recipe: Recipe) -> dict:
     return metrics
 
 
-def evaluate_pairwise(rows: list[dict], score) -> dict:
-    """Held-out accuracy (overall, per designer), agreement with the gold utility, and the noise ceiling."""
-    chosen, rejected = zip(*(pair_texts(r) for r in rows))
+def evaluate_pairwise(rows: list[dict], score, rater_column: str | None = None) -> dict:
+    """Held-out accuracy (overall, per designer), agreement with the gold utility, and the noise ceiling.
+    With rater_column each pair is scored as its own rater would."""
+    chosen, rejected = zip(*(pair_texts(r, rater_column) for r in rows))
     s_chosen, s_rejected = score(list(chosen)), score(list(rejected))
     designers = [str(r.get("designer_id", "all")) for r in rows]
     accuracy = pairwise_accuracy(s_chosen, s_rejected, designers)

@@ -215,3 +215,29 @@ def test_center_scores_subtracts_the_batch_mean_before_gae(tmp_path, tiny_model_
     batch = seen["rewards"].shape[0]
     assert abs(metrics["ppo/score"]) > 0.01  # a nonzero mean, so centering has something to remove
     assert total == pytest.approx(0.0 if center else metrics["ppo/score"] * batch, abs=1e-4)
+
+
+def test_critic_warmup_trains_the_value_only_then_the_policy(tmp_path, tiny_model_dir):
+    """During ppo.critic_warmup_steps the policy adapter stays bit-identical and has no optimizer state;
+    the value adapter and head move; after the warm-up the policy trains."""
+    from rlhf_ads.ppo.models import POLICY, VALUE, build_actor_critic
+
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    loaded = recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=1", "ppo.critic_warmup_steps=1")
+    ac = build_actor_critic(loaded, None, None)
+    before = {role: [p.detach().clone() for p in params] for role, params in ac.trainable_parameters().items()}
+    optimizer = torch.optim.AdamW([p for g in ac.trainable_parameters().values() for p in g], lr=0.01)
+    rows = trainer.load_rows("bundled:briefs:train", ("briefs", "prompts"))[:8]
+    rows = [dict(r, brief=trainer.brief_from_row(r)) for r in rows]
+    out = tmp_path / "out"
+
+    def moved(role):
+        return any(not torch.equal(a, b) for a, b in zip(before[role], ac.trainable_parameters()[role]))
+
+    kl_ctl, rewards = trainer.make_kl_controller(loaded.ppo.kl), trainer.CompositeReward.from_specs(loaded.rewards)
+    warm = trainer.ppo_step(loaded, ac, optimizer, kl_ctl, rewards, rows, 0, out)
+    assert not moved(POLICY) and moved(VALUE)
+    assert not any(p in optimizer.state for p in ac.trainable_parameters()[POLICY])
+    assert "ppo/policy_loss" not in warm and "ppo/value_loss" in warm
+    after = trainer.ppo_step(loaded, ac, optimizer, kl_ctl, rewards, rows, 1, out)
+    assert moved(POLICY) and "ppo/policy_loss" in after

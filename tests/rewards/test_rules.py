@@ -76,6 +76,8 @@ def test_length_rewards_per_sample_columns_and_shared_kwargs():
     fit = length_fit(["x" * 30, "x" * 9, "x" * 36, "x" * 90], [""] * 4, platform="google_rsa", field="headline")
     assert fit[0] == 1.0 and math.isclose(fit[1], 9 / 30 / 0.6) and math.isclose(fit[2], 1 - 4 * 0.2)
     assert fit[3] == -1.0
+    steep = length_fit(["x" * 9, "", "x" * 20], [""] * 3, platform="google_rsa", field="headline", empty=-1.0)
+    assert math.isclose(steep[0], -1 + 2 * 9 / 30 / 0.6) and steep[1] == -1.0 and steep[2] == 1.0
 
 
 def test_ad_policy_counts_violations_except_length():

@@ -8,6 +8,8 @@ import torch
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads import config
 from rlhf_ads.data import load_rows, message_text, row_context
+from rlhf_ads.data.bundled import bundled_file
+from rlhf_ads.errors import ConfigError, DataError
 from rlhf_ads.modeling import SCORER_META
 from rlhf_ads.stages import reward
 
@@ -83,3 +85,34 @@ def test_encoder_backbone_on_the_bundled_minilm(tmp_path, tiny_model_dir):
     assert "rm/accuracy" in metrics and metrics["rm/steps"] == 4
     scores = LearnedReward(str(out), dtype="fp32")(["Trail shoes. Shop now.", "BUY!!!"], ["brief", "brief"])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+
+
+def test_rater_conditioned_model_scores_each_rater_and_their_mean(tmp_path, tiny_model_dir):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.rater_column=designer_id",
+                            "reward.training.max_eval_rows=6")
+    meta = json.loads((out / SCORER_META).read_text())
+    train = load_rows("bundled:preferences:train", "preferences")
+    assert meta["rater_column"] == "designer_id" and set(meta["raters"]) <= {r["designer_id"] for r in train}
+    from rlhf_ads.stages.common import take
+
+    drawn = take(load_rows("bundled:sft:heldout", "sft"), 6, 0)
+    ads, contexts = [r["completion"] for r in drawn], [row_context(r) for r in drawn]
+    population = LearnedReward(str(out), dtype="fp32", max_length=1024)(ads, contexts)
+    per_rater = [LearnedReward(str(out), dtype="fp32", max_length=1024, rater=r)(ads, contexts) for r in meta["raters"]]
+    assert population == pytest.approx([sum(s) / len(s) for s in zip(*per_rater)], abs=1e-5)
+    assert per_rater[0] != pytest.approx(per_rater[-1], abs=1e-6)  # the rater changes what the scorer reads
+    assert sum(population) / len(population) == pytest.approx(metrics["rm/sft_score_mean"], abs=1e-4)
+    with pytest.raises(ValueError, match="not one the model"):
+        LearnedReward(str(out), dtype="fp32", rater="someone_else")
+
+
+def test_rater_column_missing_from_a_row_names_the_row(tmp_path, tiny_model_dir):
+    rows = [json.loads(line) for line in bundled_file("preferences").read_text().splitlines()[:12]]
+    del rows[3]["designer_id"]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=f"row {rows[3]['id']} has no 'designer_id'"):
+        run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.rater_column=designer_id",
+                 f"reward.train.path={path}", "reward.train.briefs=bundled:briefs")
+    with pytest.raises(ConfigError, match="pairwise only"):
+        config.load(None, ["reward.kind=ctr", "reward.rater_column=designer_id"])
