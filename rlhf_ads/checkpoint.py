@@ -1,4 +1,4 @@
-"""Atomic checkpoints: written into a temporary folder beside the target, then renamed, so a crash
+"""Atomic checkpoints: written into a staging folder beside the target, then renamed, so a crash
 never leaves a half checkpoint; only the newest `keep` are kept. Also the RNG states they carry."""
 
 from __future__ import annotations
@@ -6,28 +6,19 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 PREFIX = "checkpoint-"
+STAGING = ".partial-staging"
 
 
-def save_atomically(root: Path, step: int, write: Callable[[Path], None], keep: int) -> Path:
-    """Call `write(tmp_folder)`, then rename it to root/checkpoint-<step>; prune to the newest `keep`."""
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
-    target = root / f"{PREFIX}{step}"
-    try:
-        write(staging)
-        publish(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    prune(root, keep)
-    return target
+def staging_folder(root: Path) -> Path:
+    """The temp folder in which every rank of a distributed run writes one checkpoint before the main
+    process renames it (a fixed name, so all ranks find it; `remove_partials` clears one a killed run left)."""
+    return root / STAGING
 
 
 def publish(staging: Path, target: Path) -> None:

@@ -2,39 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
 import torch
 
 
-@torch.inference_mode()
-def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48,
-                         temperature: float = 0.7, top_p: float = 0.9, batch_size: int = 8) -> list[str]:
-    """Sample one completion per prompt; returns the decoded text after each prompt, stripped.
+@dataclass
+class GeneratedBatch:
+    """One batch of completions, with what a caller needs to score the tokens actually generated."""
 
-    Prompts are tokenized left-padded in batches of `batch_size`: input_ids (B, P) -> (B, P + T).
-    `temperature == 0` decodes greedily.
-    """
+    prompt_ids: torch.Tensor  # (B, P) left-padded
+    prompt_mask: torch.Tensor  # (B, P) 1 on prompt tokens
+    new_ids: torch.Tensor  # (B, T) generated ids; rows that stopped early are filled with pad ids
+    logits: torch.Tensor | None  # (B, T, V) the generating model's raw logits for each new token (with_logits)
+    texts: list[str]  # the decoded completions, special tokens dropped, stripped
+
+    def response_mask(self, stop_ids: list[int]) -> torch.Tensor:
+        """(B, T) bool: generated tokens up to and including the first stop token."""
+        is_stop = torch.isin(self.new_ids, torch.tensor(stop_ids, device=self.new_ids.device))
+        return (is_stop.long().cumsum(1) - is_stop.long()) == 0
+
+
+def generate_batches(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, temperature: float = 0.7,
+                     top_p: float = 0.9, batch_size: int = 8, with_logits: bool = False) -> Iterator[GeneratedBatch]:
+    """Sample one completion per prompt, `batch_size` prompts at a time: input_ids (B, P) -> (B, P + T).
+    `temperature == 0` decodes greedily; `with_logits` also keeps each step's raw logits (B, T, V)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    completions: list[str] = []
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
-        completions.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    model.train(was_training)
-    return completions
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(device)
+            with torch.inference_mode():
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     return_dict_in_generate=True, output_logits=with_logits, **sampling)
+            new_ids = out.sequences[:, batch["input_ids"].shape[1]:]
+            texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+            logits = torch.stack(out.logits, 1) if with_logits else None
+            yield GeneratedBatch(batch["input_ids"], batch["attention_mask"], new_ids, logits, texts)
+    finally:
+        model.train(was_training)
 
 
-def generate_with_adapter(model, tokenizer, prompts: list[str], adapter: str | None, **kwargs) -> list[str]:
-    """`generate_completions` with one named adapter of a PeftModel active, or with adapters disabled
-    (adapter=None: the base model)."""
+def generate_completions(model, tokenizer, prompts: list[str], **kwargs) -> list[str]:
+    """The decoded completions of `generate_batches`, one per prompt."""
+    return [text for batch in generate_batches(model, tokenizer, prompts, **kwargs) for text in batch.texts]
+
+
+def adapter_active(model, adapter: str | None):
+    """A context with one named adapter of a PeftModel active, or with adapters disabled (adapter=None:
+    the base model)."""
     if adapter is not None:
         model.set_adapter(adapter)
-        return generate_completions(model, tokenizer, prompts, **kwargs)
-    if hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
-            return generate_completions(model, tokenizer, prompts, **kwargs)
-    return generate_completions(model, tokenizer, prompts, **kwargs)
+        return nullcontext()
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()

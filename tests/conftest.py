@@ -22,3 +22,11 @@ def tiny_model_dir(tmp_path_factory):
 def model_cache(tmp_path_factory):
     """A cache folder for converted GGUF models, shared by the tests of one session."""
     return tmp_path_factory.mktemp("rlhf-ads-cache")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_wandb_service():
+    """A W&B run started in this process records its service in os.environ (WANDB_SERVICE) so that child
+    processes join it; a later test's CLI subprocess would then talk to the service of a finished run."""
+    yield
+    os.environ.pop("WANDB_SERVICE", None)

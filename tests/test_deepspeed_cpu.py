@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_distributed import tiny_sft_recipe
+from tests.test_distributed import launch, tiny_sft_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
@@ -55,3 +55,72 @@ def test_zero2_two_cpu_ranks_train_equal_and_write_once(tmp_path, tiny_model_dir
     assert shards == ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
     assert (out / weights).is_file() and (out / "metrics.json").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-1", "checkpoint-2"]
+
+
+def launch_ppo(tmp_path: Path, accelerate_config: str, run_dir: str, recipe: dict, *overrides: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", WANDB_MODE="disabled",
+               RLHF_ADS_PARAM_FINGERPRINT_DIR=str(tmp_path / run_dir / "fingerprints"))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    command = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate" / accelerate_config),
+               str(ROOT / "scripts/ppo.py"), "--config", str(tmp_path / "recipe.yaml"),
+               f"output_dir={tmp_path / run_dir}", *overrides]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+@pytest.mark.parametrize("accelerate_config", ["zero2_cpu.yaml", "zero3_cpu.yaml"])
+def test_ppo_on_a_deepspeed_engine_trains_equal_ranks_and_resumes_exactly(tmp_path, tiny_model_dir,
+                                                                          accelerate_config):
+    """PPO's adapters and value head in a ZeRO engine over two CPU ranks: the ranks end equal, each writes
+    its ZeRO shard into the checkpoint, the main process everything else once; a run stopped after step 2
+    and resumed gives the step-3 metrics of an uninterrupted run; and the run trains as plain data
+    parallel does, to float tolerance, the critic warm-up of step 1 included."""
+    from rlhf_ads.ppo.trainer import without_timings
+
+    (tmp_path / "reward.py").write_text("def score(completions, prompts, **columns):\n"
+                                        "    return [min(len(c), 20) / 20 for c in completions]\n")
+    recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"},
+              "rewards": [{"function": str(tmp_path / "reward.py") + ":score", "name": "mine"}],
+              "ppo": {"steps": 3, "critic_warmup_steps": 1, "batch_size": 2, "mini_batch_size": 2, "grad_accum": 2,
+                      "ppo_epochs": 1, "max_new_tokens": 4, "max_prompt_tokens": 256, "save_steps": 1,
+                      "learning_rate": 0.01}}
+    launch_ppo(tmp_path, accelerate_config, "straight", recipe)
+    launch_ppo(tmp_path, accelerate_config, "resumed", recipe, "ppo.steps=2")
+    launch_ppo(tmp_path, accelerate_config, "resumed", recipe, "ppo.resume=true")
+
+    ranks = [json.loads(p.read_text()) for p in sorted((tmp_path / "straight/fingerprints").glob("ppo-rank*.json"))]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["steps"] == 3 for r in ranks)
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]
+    out = tmp_path / "straight/quickstart/ppo"
+    straight = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in straight] == [1, 2, 3]  # one writer
+    assert "ppo/policy_loss" not in straight[0] and "ppo/policy_loss" in straight[2]  # the critic warm-up
+    shards = sorted(p.name for p in (out / "checkpoints/checkpoint-3/zero/state").glob("zero_pp_rank_*optim_states.pt"))
+    assert len(shards) == 2 and shards[0].startswith("zero_pp_rank_0") and shards[1].startswith("zero_pp_rank_1")
+    assert (out / "policy/adapter_model.safetensors").is_file() and (out / "value_head.safetensors").is_file()
+    resumed = [json.loads(line) for line in (tmp_path / "resumed/quickstart/ppo/metrics.jsonl").read_text().splitlines()]
+    assert [without_timings(m) for m in resumed] == [without_timings(m) for m in straight]
+
+    (tmp_path / "plain").mkdir()
+    launch(tmp_path / "plain", "ppo", dict(recipe, output_dir=str(tmp_path / "plain")))
+    plain = [json.loads(line) for line in (tmp_path / "plain/quickstart/ppo/metrics.jsonl").read_text().splitlines()]
+    assert straight[2]["ppo/kl"] > 1e-3  # the policy moved, so equal metrics mean equal training
+    for zero, data_parallel in zip(straight, plain):
+        assert without_timings(zero) == pytest.approx(without_timings(data_parallel), rel=1e-3, abs=1e-5)
+
+
+def test_zero3_rollout_gathers_the_weights_once_not_per_token(tmp_path, tiny_model_dir):
+    """Under ZeRO-3 a rollout's all-gathers do not grow with its length (one gather of every weight),
+    while ZeRO-3's per-layer hooks alone gather every layer again for each new token."""
+    recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"}, "ppo": {"batch_size": 2, "mini_batch_size": 2}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    command = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate/zero3_cpu.yaml"),
+               str(ROOT / "tests/zero3_rollout_gathers.py"), str(tmp_path / "recipe.yaml")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    counts = json.loads(done.stdout.split("GATHERS ", 1)[1].splitlines()[0])
+    assert counts["gathered_once/4"] == counts["gathered_once/8"] > 0
+    assert counts["per_layer_hooks/8"] > counts["per_layer_hooks/4"] > 2 * counts["gathered_once/4"]

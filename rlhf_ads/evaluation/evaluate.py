@@ -3,7 +3,7 @@
 Every model writes one ad per brief with the same decoding; each ad is scored by the recipe's reward
 mix (total and each component), the gold utility (bundled data), the linter's platform and policy
 rules, keyword coverage; each model's ads by distinct-1/2, self-BLEU, length quantiles, the exact KL
-to the reference (the SFT adapter) summed over the response, and the win rate against SFT judged by
+to the reference (the SFT adapter) summed over the generated tokens, and the win rate against SFT judged by
 the reward model. Writes <run>/report/metrics.json, samples.jsonl and report.html.
 """
 
@@ -24,7 +24,7 @@ from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
-from rlhf_ads.generation import generate_with_adapter
+from rlhf_ads.generation import GeneratedBatch, adapter_active, generate_batches
 from rlhf_ads.modeling import load_base
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
@@ -60,47 +60,46 @@ def _attach(model, name: str, folder: Path, base: str):
                            f"{str(exc).splitlines()[0][:200]}; evaluate it with the model.base it was trained on") from None
 
 
+def generate_ads(model, tokenizer, prompts: list[str], adapter: str | None, reference: str | None,
+                 decoding: dict) -> tuple[list[str], list[float] | None]:
+    """Each prompt's ad from `adapter` (None: the base model) and, with a reference adapter, each ad's exact
+    KL(model || reference) summed over its generated tokens (full distributions, not samples). The model's
+    side comes from the logits generation already computed; only the reference runs a forward pass."""
+    ads: list[str] = []
+    kls: list[float] | None = None if reference is None else []
+    for start in range(0, len(prompts), decoding["batch_size"]):
+        with adapter_active(model, adapter):
+            [batch] = generate_batches(model, tokenizer, prompts[start:start + decoding["batch_size"]],
+                                       with_logits=reference is not None, **decoding)
+        ads.extend(batch.texts)
+        if kls is not None:
+            kls.extend(reference_kl(model, batch, reference, stop_token_ids(model, tokenizer)))
+    return ads, kls
+
+
 @torch.no_grad()
-def response_kl(model, tokenizer, prompts: list[str], responses: list[str], policy: str | None, reference: str,
-                batch_size: int = 8) -> list[float]:
-    """Exact KL(policy || reference) summed over each response's tokens (full distributions, not samples).
-
-    Each batch is prompt + response ids, right-padded to (B, W); the KL is taken at the positions
-    that predict a response token and summed per row -> (B,)."""
-    values: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
-        response_ids = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses[start:start + batch_size]]
-        width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
-        ids = torch.full((len(prompt_ids), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        predicts_response = torch.zeros_like(ids, dtype=torch.bool)  # position t predicts token t + 1
-        for row, (p, r) in enumerate(zip(prompt_ids, response_ids)):
-            ids[row, :len(p) + len(r)] = torch.tensor(p + r)
-            attention[row, :len(p) + len(r)] = 1
-            predicts_response[row, len(p) - 1:len(p) + len(r) - 1] = True
-        ids, attention = ids.to(model.device), attention.to(model.device)
-        log_p = _log_probs(model, ids, attention, policy, predicts_response)
-        log_q = _log_probs(model, ids, attention, reference, predicts_response)
-        per_position = torch.zeros(predicts_response.shape)
-        per_position[predicts_response] = (log_p.exp() * (log_p - log_q)).sum(-1).cpu()
-        values.extend(per_position.sum(1).tolist())
-    return values
+def reference_kl(model, batch: GeneratedBatch, reference: str, stop_ids: list[int]) -> list[float]:
+    """sum over generated tokens (up to the first stop) of sum_v p(v) (log p(v) - log q(v)), with p the
+    generating model's logits (B, T, V) and q the reference adapter's on the same left-padded sequences
+    -> (B,). Position ids follow the padding, as in generation."""
+    width = batch.prompt_ids.shape[1]
+    ids = torch.cat([batch.prompt_ids, batch.new_ids], 1)
+    attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.new_ids)], 1)
+    positions = (attention.cumsum(1) - 1).clamp(min=0)
+    predicting = torch.arange(width - 1, ids.shape[1] - 1, device=ids.device)  # position t predicts token t + 1
+    model.set_adapter(reference)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=predicting).logits
+    log_q = torch.log_softmax(logits.float(), -1)
+    log_p = torch.log_softmax(batch.logits.float(), -1)
+    per_token = (log_p.exp() * (log_p - log_q)).sum(-1) * batch.response_mask(stop_ids)
+    return per_token.sum(1).cpu().tolist()
 
 
-def _log_probs(model, ids, attention, adapter: str | None, positions) -> torch.Tensor:
-    """Log-softmax of the logits at the selected positions (B, W) bool -> (N, V). The LM head runs only
-    from the first selected column on (`logits_to_keep`), not over the prompts."""
-    columns = positions.any(0).nonzero()
-    first = int(columns[0]) if len(columns) else ids.shape[1] - 1  # empty responses: nothing selected
-    keep = torch.arange(first, ids.shape[1], device=ids.device)
-    if adapter is None:
-        with model.disable_adapter():
-            logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
-    else:
-        model.set_adapter(adapter)
-        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
-    return torch.log_softmax(logits[positions[:, first:].to(logits.device)].float(), -1)
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The ids that end generation: the generation config's eos ids and the tokenizer's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 def judge_name(recipe: Recipe) -> str | None:
@@ -134,18 +133,17 @@ def run(recipe: Recipe) -> dict:
     for name, folder in folders.items():
         adapter = None if folder is None else name
         started = time.perf_counter()
-        ads = generate_with_adapter(model, tokenizer, prompts, adapter, **decoding)
+        with_kl = REFERENCE in folders and isinstance(model, PeftModel) and name != REFERENCE
+        ads, kls = generate_ads(model, tokenizer, prompts, adapter, REFERENCE if with_kl else None, decoding)
         generated = time.perf_counter()
         model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
-        scored = time.perf_counter()
         if REFERENCE in folders and isinstance(model, PeftModel):
-            kls = ([0.0] * len(ads) if name == REFERENCE  # the reference against itself: exactly 0
-                   else response_kl(model, tokenizer, prompts, ads, adapter, REFERENCE, cfg.batch_size))
+            kls = kls or [0.0] * len(ads)  # the reference against itself: exactly 0
             model_metrics["kl_to_sft"] = sum(kls) / len(kls)
             for record, kl in zip(per_ad[name], kls):
                 record["kl_to_sft"] = kl
-        log.info("evaluate: %s wrote %d ads in %.0f s, scored in %.0f s, KL in %.0f s", name, len(briefs),
-                 generated - started, scored - generated, time.perf_counter() - scored)
+        log.info("evaluate: %s wrote %d ads (and their KL) in %.0f s, scored them in %.0f s", name, len(briefs),
+                 generated - started, time.perf_counter() - generated)
         metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
     if REFERENCE in per_ad:
         for name in per_ad:

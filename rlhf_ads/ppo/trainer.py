@@ -18,19 +18,22 @@ also go to `ppo.report_to` (rlhf_ads.tracking).
 
 Under `accelerate launch` with N processes each rank rolls out its own `batch_size` prompts (its slice
 of one seeded permutation), samples with its own seed, and averages gradients with the others before
-every optimizer step (ppo/distributed.py); the main process alone writes files and logs, with
-metrics averaged over ranks. The KL controller sees the averaged KL, so it stays equal on every rank.
+every optimizer step (ppo/distributed.py), or, with a DeepSpeed config, trains in a ZeRO engine
+(ppo/optimization.py); the main process alone writes files and logs, with metrics averaged over ranks.
+The KL controller sees the averaged KL, so it stays equal on every rank.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import GradientAccumulationPlugin, InitProcessGroupKwargs
 from tqdm.auto import tqdm
 
 from rlhf_ads import checkpoint, tracking
@@ -43,9 +46,11 @@ from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
+from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_values, sample
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
+from rlhf_ads.stages.common import deepspeed_cpu_backend
 from rlhf_ads.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,24 @@ def batch_indices(n_rows: int, batch_size: int, step: int, seed: int, rank: int 
     return permutation[start:start + batch_size]
 
 
+class PhaseClock:
+    """Wall seconds of each phase of a step, as metrics `ppo/time/<phase>`."""
+
+    def __init__(self, started: float, first_phase: str):
+        self.last, self.seconds = started, {}
+        self.lap(first_phase)
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"ppo/time/{phase}"] = now - self.last
+        self.last = now
+
+
+def without_timings(metrics: dict) -> dict:
+    """The metrics a seeded run reproduces exactly: all but the wall-clock ones."""
+    return {k: v for k, v in metrics.items() if k != "ppo/samples_per_second" and not k.startswith("ppo/time/")}
+
+
 def make_kl_controller(kl):
     if kl.target is None:
         return FixedKLController(kl.coef)
@@ -95,7 +118,11 @@ def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Pa
 def run(recipe: Recipe) -> dict:
     cfg = recipe.ppo
     out_dir = recipe.stage_dir(STAGE)
-    Accelerator()  # under `accelerate launch`: joins the process group (gloo on CPUs, NCCL on GPUs) and picks the device
+    # under `accelerate launch`: joins the process group (gloo on CPUs, NCCL on GPUs) and picks the device;
+    # the accumulation plugin stands for a DeepSpeed config's `gradient_accumulation_steps: auto`
+    backend = deepspeed_cpu_backend()
+    accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(backend=backend)] if backend else None,
+                              gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum))
     main = tracking.is_main_process()
     seed_everything(recipe.seed)
     if not recipe.rewards:
@@ -112,14 +139,14 @@ def run(recipe: Recipe) -> dict:
     dist.broadcast_parameters(params)  # every rank starts from rank 0's adapters and value head
     if dist.world_size() > 1:
         seed_everything(recipe.seed + dist.rank())  # each rank samples its own responses
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    optimization = make_optimization(accelerator, ac, cfg)
     kl_ctl = make_kl_controller(cfg.kl)
     start_step = 0
     if main:
         checkpoint.remove_partials(out_dir / "checkpoints")
     dist.barrier()
     if cfg.resume and (latest := checkpoint.newest(out_dir / "checkpoints")) is not None:
-        start_step = _load_checkpoint(latest, ac, optimizer, kl_ctl, rewards)
+        start_step = _load_checkpoint(latest, ac, optimization, kl_ctl, rewards)
         log.info("resumed from %s at step %d", latest, start_step)
     if main:
         _truncate_logs(out_dir, start_step)
@@ -128,17 +155,19 @@ def run(recipe: Recipe) -> dict:
     try:
         for step in tqdm(range(start_step, cfg.steps), desc="ppo", initial=start_step, total=cfg.steps,
                          disable=not main):
-            metrics = ppo_step(recipe, ac, optimizer, kl_ctl, rewards, rows, step, out_dir, tracker)
+            metrics = ppo_step(recipe, ac, optimization, kl_ctl, rewards, rows, step, out_dir, tracker)
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
-                _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+                _save_checkpoint(out_dir, step + 1, ac, optimization, kl_ctl, rewards, cfg.save_total_limit)
             if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
-                _save_checkpoint(out_dir, step + 1, ac, optimizer, kl_ctl, rewards, cfg.save_total_limit)
+                _save_checkpoint(out_dir, step + 1, ac, optimization, kl_ctl, rewards, cfg.save_total_limit)
                 raise KLBlowUp(f"mean KL {metrics['ppo/kl']:.2f} passed ppo.kl.stop_above={cfg.kl.stop_above} at "
                                f"step {step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.learning_rate, "
                                "raise ppo.kl.coef or set ppo.kl.target, then resume with --resume")
-        tracking.dump_parameter_fingerprint(STAGE, _named_trainable(ac), cfg.steps - start_step)
+        with optimization.full_weights():  # a collective under ZeRO-3: every rank enters
+            tracking.dump_parameter_fingerprint(STAGE, _named_trainable(ac), cfg.steps - start_step)
+            if main:
+                _save_final(out_dir, ac)
         if main:
-            _save_final(out_dir, ac)
             atomic_write_text(out_dir / "metrics.json",
                               json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
             tracker.summary(metrics, cfg.steps)
@@ -156,7 +185,7 @@ def _named_trainable(ac: ActorCritic):
         yield from ((f"{role}.{i}", p) for i, p in enumerate(params))
 
 
-def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: CompositeReward, rows: list[dict],
+def ppo_step(recipe: Recipe, ac: ActorCritic, optimization, kl_ctl, rewards: CompositeReward, rows: list[dict],
              step: int, out_dir: Path, tracker: tracking.RunTracker | None = None) -> dict:
     """One PPO step; returns its metrics, averaged over ranks (the main process appends them to
     metrics.jsonl and sends them, with a table of samples, to the tracker)."""
@@ -168,22 +197,26 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     # 1. rollout with the policy adapter
     query, query_mask, cut = encode_prompts(ac.tokenizer, prompts, cfg.max_prompt_tokens)
     ac.use(POLICY)
-    rollout = sample(ac.model, ac.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, top_p=cfg.top_p)
+    with optimization.generation():
+        rollout = sample(ac.model, ac.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, top_p=cfg.top_p)
+    timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)
     scored = rewards.score(rollout.texts, prompts, **columns)
     scores = torch.tensor(scored.total, dtype=torch.float32)
     if cfg.missing_eos_penalty is not None:
         scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)
+    timer.lap("score")
     # 3. log-probs of the sampled tokens under policy and reference, and values
     with torch.no_grad():
         logprobs = rollout.logprobs  # from sampling: the policy needs no second pass
         with ac.reference_context():
-            ref_logprobs = response_logprobs(ac.model, rollout, cfg.temperature)
+            ref_logprobs = optimization.forward(lambda: response_logprobs(ac.model, rollout, cfg.temperature))
         ac.use(VALUE)
-        values = response_values(ac.trunk, ac.value_head, rollout)
+        values = optimization.forward(lambda: response_values(ac.trunk, ac.value_head, rollout))
     mask = rollout.response_mask
+    timer.lap("old_stats")
     # 4. per-token rewards: -beta * KL, plus the score at the last response token
     kl = kl_estimate(logprobs, ref_logprobs, cfg.kl.estimator) * mask
     token_rewards = -kl_ctl.value * kl
@@ -195,15 +228,17 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
     advantages = masked_whiten(advantages, mask) * mask
     # 6. PPO epochs over shuffled minibatches (value only during the critic warm-up)
-    train_stats = _update(cfg, ac, optimizer, rollout, logprobs, values, advantages, returns,
+    train_stats = _update(cfg, ac, optimization, rollout, logprobs, values, advantages, returns,
                           train_policy=step >= cfg.critic_warmup_steps)
+    timer.lap("update")
     # 7. metrics, KL controller, samples
     elapsed = time.perf_counter() - started
     metrics = {"step": step + 1, **scored.metrics(), "ppo/score": scores.mean().item(), "ppo/kl": (kl.sum(1)).mean().item(),
                "ppo/response_length": mask.float().sum(1).mean().item(),
                "ppo/no_eos_fraction": 1.0 - rollout.contains_eos.float().mean().item(),
                "ppo/empty_fraction": sum(not t for t in rollout.texts) / len(rollout.texts),
-               "ppo/prompts_cut": cut, "ppo/samples_per_second": cfg.batch_size / elapsed, **train_stats}
+               "ppo/prompts_cut": cut, "ppo/samples_per_second": cfg.batch_size / elapsed, **train_stats,
+               **timer.seconds}
     if all(r.get("brief") is not None for r in batch_rows):
         metrics["gold/utility"] = sum(gold_utility(r["brief"], t) for r, t in zip(batch_rows, rollout.texts)) / len(batch_rows)
     metrics = dist.average_metrics(metrics)
@@ -222,14 +257,14 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimizer, kl_ctl, rewards: Compos
     return metrics
 
 
-def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, advantages, returns,
+def _update(cfg, ac: ActorCritic, optimization, rollout, old_logprobs, old_values, advantages, returns,
             train_policy: bool = True) -> dict:
     """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
-    `grad_accum` micro-batches whose gradients add up, then are averaged over ranks, before one optimizer step.
-    With train_policy False only the value function learns: the policy gets no gradient, so AdamW skips it."""
+    `grad_accum` micro-batches whose gradients add up (and are averaged over ranks) before one optimizer
+    step. With train_policy False only the value function learns: the policy gets no gradient, and its
+    parameters and optimizer state stay as they are."""
     stats: dict[str, list[float]] = {}
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    frozen = [] if train_policy else ac.trainable_parameters()[POLICY]
+    optimization.train_policy(train_policy)
     for _ in range(cfg.ppo_epochs):
         for minibatch in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
             for index in minibatch.split(cfg.mini_batch_size // cfg.grad_accum):
@@ -238,28 +273,22 @@ def _update(cfg, ac: ActorCritic, optimizer, rollout, old_logprobs, old_values, 
                 logged = {}
                 if train_policy:
                     ac.use(POLICY)
-                    new_logprobs, entropy = response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True)
+                    new_logprobs, entropy = optimization.forward(
+                        lambda: response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True))
                     pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
                                                     cfg.cliprange)
-                    (pg_loss / cfg.grad_accum).backward()
+                    optimization.backward(pg_loss)
                     logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
                               "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
                 ac.use(VALUE)
-                new_values = response_values(ac.trunk, ac.value_head, mb)
+                new_values = optimization.forward(lambda: response_values(ac.trunk, ac.value_head, mb))
                 vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
-                (cfg.vf_coef * vf_loss / cfg.grad_accum).backward()
+                optimization.backward(cfg.vf_coef * vf_loss)
+                optimization.end_micro_batch()
                 logged.update({"ppo/value_loss": vf_loss, "ppo/value_clipfrac": vf_stats["clipfrac"]})
                 for key, value in logged.items():
                     stats.setdefault(key, []).append(float(value.detach()))
-            dist.average_gradients(params)
-            for param in frozen:  # no gradient: AdamW leaves the parameter and its state untouched
-                param.grad = None
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                raise RlhfAdsError("non-finite gradient in the PPO update; lower ppo.learning_rate or check the rewards")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            stats.setdefault("ppo/grad_norm", []).append(float(grad_norm))
+            stats.setdefault("ppo/grad_norm", []).append(optimization.step())
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
@@ -278,25 +307,36 @@ def _truncate_logs(out_dir: Path, step: int) -> None:
             atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _save_checkpoint(out_dir: Path, step: int, ac, optimizer, kl_ctl, rewards, keep: int) -> None:
-    """The main process writes the checkpoint; it carries every rank's RNG states so a resume is exact."""
+def _save_checkpoint(out_dir: Path, step: int, ac, optimization, kl_ctl, rewards, keep: int) -> None:
+    """Every rank writes into one staging folder (its RNG state travels to the main process; under
+    DeepSpeed each rank writes its ZeRO shards); the main process writes the adapters and the state,
+    then renames the folder to checkpoints/checkpoint-<step> (checkpoint.py)."""
+    root = out_dir / "checkpoints"
+    staging = checkpoint.staging_folder(root)
     rng_per_rank = dist.gather_objects(checkpoint.rng_state())
-
-    def write(folder: Path) -> None:
-        ac.save_weights(folder)
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank},
-                   folder / "trainer.pt")
-        (folder / "state.json").write_text(json.dumps({"step": step, "kl": kl_ctl.state_dict(),
-                                                       "rewards": rewards.state_dict()}))
-    if tracking.is_main_process():
-        checkpoint.save_atomically(out_dir / "checkpoints", step, write, keep)
+    main = tracking.is_main_process()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)  # a save that raised half-way
+        staging.mkdir(parents=True)
+    dist.barrier()
+    trainer_state = optimization.save(staging)
+    with optimization.full_weights():
+        if main:
+            ac.save_weights(staging)
+    if main:
+        torch.save({**trainer_state, "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank}, staging / "trainer.pt")
+        (staging / "state.json").write_text(json.dumps({"step": step, "kl": kl_ctl.state_dict(),
+                                                        "rewards": rewards.state_dict()}))
+        checkpoint.publish(staging, root / f"{checkpoint.PREFIX}{step}")
+        checkpoint.prune(root, keep)
     dist.barrier()
 
 
-def _load_checkpoint(folder: Path, ac, optimizer, kl_ctl, rewards) -> int:
-    ac.load_weights(folder)
+def _load_checkpoint(folder: Path, ac, optimization, kl_ctl, rewards) -> int:
     saved = torch.load(folder / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
+    if not optimization.restores_weights:
+        ac.load_weights(folder)
+    optimization.load(folder, saved)
     per_rank = saved.get("rng_per_rank") or [saved["rng"]]
     if len(per_rank) != dist.world_size():
         log.warning("checkpoint saved with %d processes, resuming with %d: sampling will not repeat exactly",

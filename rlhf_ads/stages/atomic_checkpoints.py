@@ -17,8 +17,6 @@ import torch
 from rlhf_ads import checkpoint
 from rlhf_ads.tracking import is_main_process
 
-STAGING = ".partial-staging"  # matches checkpoint.remove_partials' pattern
-
 
 def _barrier() -> None:
     # torch.distributed directly: right even where accelerate is not (a world of 1 under DeepSpeed on CPUs
@@ -30,7 +28,7 @@ def _barrier() -> None:
 def make_checkpoints_atomic(trainer, keep: int) -> None:
     """Route `trainer`'s checkpoint saves through the staging folder (wraps its `_save_checkpoint`)."""
     root = Path(trainer.args.output_dir)
-    staging = root / STAGING
+    staging = checkpoint.staging_folder(root)
     save_in_place = trainer._save_checkpoint
 
     def save_atomically(model, trial=None):

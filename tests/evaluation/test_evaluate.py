@@ -48,12 +48,14 @@ def test_adapter_of_another_base_is_explained(tmp_path, tiny_model_dir):
         evaluate.run(recipe)
 
 
-def test_response_kl_matches_one_row_at_a_time(tiny_model_dir):
-    """Batched, right-padded, LM head on the response columns only == the plain per-row sum over the
-    response tokens of sum_v p(v) (log p(v) - log q(v)), with the policy a perturbed LoRA adapter."""
+def test_generated_kl_matches_one_row_at_a_time(tiny_model_dir):
+    """KL from the generation's own logits plus one batched, left-padded reference pass == the plain
+    per-row sum over the generated tokens of sum_v p(v) (log p(v) - log q(v)), recomputed without padding,
+    with the policy a perturbed LoRA adapter."""
     import torch
 
     from rlhf_ads.config import LoraSettings
+    from rlhf_ads.generation import adapter_active, generate_completions
     from rlhf_ads.modeling import add_lora, load_base
 
     model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32")
@@ -64,19 +66,32 @@ def test_response_kl_matches_one_row_at_a_time(tiny_model_dir):
             param.data.normal_(std=0.5)
     model.add_adapter("reference", model.peft_config["policy"])  # lora_B = 0: the base itself
     prompts = ["Write an ad for shoes", "Hi", "A much longer prompt about running shoes for trails"]
-    responses = ["Shop trail shoes now", "Buy", "Grippy soles for wet rocks and mud"]
-    batched = evaluate.response_kl(model, tokenizer, prompts, responses, "policy", "reference", batch_size=2)
+    decoding = dict(max_new_tokens=5, temperature=0.0, top_p=1.0, batch_size=2)
+    ads, kls = evaluate.generate_ads(model, tokenizer, prompts, "policy", "reference", decoding)
+    with adapter_active(model, "policy"):
+        assert ads == generate_completions(model, tokenizer, prompts, **decoding)
 
-    def plain(prompt: str, response: str) -> float:
+    def plain(prompt: str) -> float:
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([p + tokenizer(response, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             model.set_adapter("policy")
+            ids = model.generate(torch.tensor([p]), max_new_tokens=5, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
             log_p = torch.log_softmax(model(input_ids=ids).logits[0, len(p) - 1:-1], -1)
             model.set_adapter("reference")
             log_q = torch.log_softmax(model(input_ids=ids).logits[0, len(p) - 1:-1], -1)
         return float((log_p.exp() * (log_p - log_q)).sum())
 
-    expected = [plain(p, r) for p, r in zip(prompts, responses)]
+    expected = [plain(p) for p in prompts]
     assert min(expected) > 1e-3  # the perturbed policy really differs from the reference
-    assert batched == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert kls == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_response_mask_ends_at_the_first_stop_token():
+    import torch
+
+    from rlhf_ads.generation import GeneratedBatch
+
+    new_ids = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [9, 2, 2, 2, 2]])
+    batch = GeneratedBatch(new_ids[:, :1], torch.ones(3, 1), new_ids, None, ["", "", ""])
+    assert batch.response_mask([2, 3]).int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from rlhf_ads.stages import sft
-from rlhf_ads.stages.atomic_checkpoints import STAGING, clear_staging, make_checkpoints_atomic
+from rlhf_ads.checkpoint import STAGING
+from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
 from rlhf_ads.stages.common import newest_checkpoint
 from tests.stages.test_sft import tiny_recipe
 
