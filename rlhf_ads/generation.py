@@ -21,8 +21,14 @@ class GeneratedBatch:
 
     def response_mask(self, stop_ids: list[int]) -> torch.Tensor:
         """(B, T) bool: generated tokens up to and including the first stop token."""
-        is_stop = torch.isin(self.new_ids, torch.tensor(stop_ids, device=self.new_ids.device))
-        return (is_stop.long().cumsum(1) - is_stop.long()) == 0
+        return until_first_stop(self.new_ids, stop_ids)[0]
+
+
+def until_first_stop(ids: torch.Tensor, stop_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated ids (B, T) -> (mask (B, T) bool: each row up to and including its first stop token, all of
+    a row without one; contains_stop (B,) bool)."""
+    is_stop = torch.isin(ids, torch.tensor(stop_ids, device=ids.device)).long()
+    return (is_stop.cumsum(1) - is_stop) == 0, is_stop.bool().any(1)
 
 
 def generate_batches(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, temperature: float = 0.7,

@@ -67,13 +67,14 @@ def generate_ads(model, tokenizer, prompts: list[str], adapter: str | None, refe
     side comes from the logits generation already computed; only the reference runs a forward pass."""
     ads: list[str] = []
     kls: list[float] | None = None if reference is None else []
+    stop_ids = stop_token_ids(model, tokenizer)
     for start in range(0, len(prompts), decoding["batch_size"]):
         with adapter_active(model, adapter):
             [batch] = generate_batches(model, tokenizer, prompts[start:start + decoding["batch_size"]],
                                        with_logits=reference is not None, **decoding)
         ads.extend(batch.texts)
         if kls is not None:
-            kls.extend(reference_kl(model, batch, reference, stop_token_ids(model, tokenizer)))
+            kls.extend(reference_kl(model, batch, reference, stop_ids))
     return ads, kls
 
 

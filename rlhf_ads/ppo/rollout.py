@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlhf_ads.generation import until_first_stop
 from rlhf_ads.ppo.losses import INVALID_LOGPROB, entropy_from_logits, logprobs_from_logits
 
 
@@ -50,12 +51,7 @@ def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> tup
 def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep each response up to and including its first stop token; pad after it.
     response (B, R) -> (response, mask (B, R) bool, contains_eos (B,) bool)."""
-    is_stop = torch.isin(response, torch.tensor(stop_ids, device=response.device))
-    contains_eos = is_stop.any(1)
-    first_stop = torch.where(contains_eos, is_stop.float().argmax(1), torch.full_like(contains_eos, response.shape[1] - 1,
-                                                                                       dtype=torch.long))
-    positions = torch.arange(response.shape[1], device=response.device).expand_as(response)
-    mask = positions <= first_stop.unsqueeze(1)
+    mask, contains_eos = until_first_stop(response, stop_ids)
     return torch.where(mask, response, torch.full_like(response, pad_id)), mask, contains_eos
 
 
