@@ -81,3 +81,35 @@ def test_long_prompts_lose_their_start_and_the_ad_is_kept():
     assert short["input_ids"][-n_ad:] == full["input_ids"][-n_ad:] and short["input_ids"][-1] == tokenizer.eos_token_id
     assert short["input_ids"][:-n_ad] == full["input_ids"][-20:-n_ad]  # the prompt's end survives
     assert short["completion_mask"] == [0] * (20 - n_ad) + [1] * n_ad
+
+
+def test_the_loss_projects_only_labelled_positions_on_cpu_and_is_unchanged(monkeypatch, tiny_model_dir):
+    import trl.trainer.utils as trl_utils
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own choice off Triton devices
+    chunked, rows = trl_utils._ChunkedLogProbFunction, []
+
+    class CountingRows:
+        @staticmethod
+        def apply(hidden, *rest):
+            rows.append(hidden.shape[0])
+            return chunked.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", CountingRows)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trl_utils.add_fused_lm_head(model)
+    input_ids = torch.randint(0, model.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
+    labels = input_ids.masked_fill(torch.arange(12) < 9, -100)  # a 9-token prompt, a 3-token completion
+
+    def loss_and_gradients():
+        model.zero_grad()
+        loss = model(input_ids=input_ids, labels=labels, fused_lm_head=True).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    every_position = loss_and_gradients()
+    sft.score_labelled_positions_only()
+    sft.score_labelled_positions_only()  # idempotent
+    labelled_only = loss_and_gradients()
+    assert rows == [3 * 11, 3 * 3]  # shifted: 11 positions per row, 3 of them predict a completion token
+    torch.testing.assert_close(labelled_only, every_position, rtol=1e-5, atol=1e-6)
