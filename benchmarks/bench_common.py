@@ -116,8 +116,9 @@ def replace_section(text: str, name: str, body: str) -> str:
     return f"{text.rstrip()}\n\n{block}" if text.strip() else block
 
 
-def write_keeping_sections(path: Path, text: str, names: tuple[str, ...] = ("trainers",)) -> None:
-    """Write `text` to `path`, carrying over the marked sections `names` from the file's current contents."""
+def write_keeping_sections(path: Path, text: str, names: tuple[str, ...] = ("trainers", "history")) -> None:
+    """Write `text` to `path`, carrying over the marked sections `names` from the file's current contents
+    (the other benchmark's results; the hand-written history of changes and what each gained)."""
     old = path.read_text() if path.is_file() else ""
     for name in names:
         body = marked_section(old, name)

@@ -15,10 +15,11 @@ def test_replace_section_appends_then_replaces():
     assert again.endswith("tail\n") and again.count("trainers:start") == 1
 
 
-def test_rewrite_keeps_the_other_section(tmp_path):
+def test_rewrite_keeps_the_other_section_and_the_history(tmp_path):
     path = tmp_path / "RESULTS.md"
-    path.write_text(replace_section("# old PPO report\n", "trainers", "SFT numbers"))
+    old = replace_section(replace_section("# old PPO report\n", "trainers", "SFT numbers"), "history", "- a change")
+    path.write_text(old)
     write_keeping_sections(path, "# new PPO report\n")
     text = path.read_text()
     assert text.startswith("# new PPO report") and "old PPO" not in text
-    assert marked_section(text, "trainers") == "SFT numbers"
+    assert marked_section(text, "trainers") == "SFT numbers" and marked_section(text, "history") == "- a change"
