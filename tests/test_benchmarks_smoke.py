@@ -34,19 +34,34 @@ TRAINERS = SCRIPT.parent / "trainers_vs_trl.py"
 
 
 def test_trainers_benchmark_tiny(tiny_model_dir, tmp_path):
-    """Ours and plain TRL each train two steps of SFT and of a causal reward model; the report section lands
-    in RESULTS.md next to (not over) the PPO report."""
+    """Ours and plain TRL each train two steps of SFT and of a causal reward model, in two alternating rounds;
+    the report section lands in RESULTS.md next to (not over) the PPO report."""
     (tmp_path / "RESULTS.md").write_text("# PPO benchmark\n\nppo numbers\n")
-    command = [sys.executable, str(TRAINERS), "--cases", "sft,rm-causal", "--steps", "2", "--warmup", "1",
+    command = [sys.executable, str(TRAINERS), "--cases", "sft,rm-causal", "--steps", "2", "--warmup", "1", "--rounds", "2",
                f"--set=model.base={tiny_model_dir}", "--set=reward.training.max_length=1024", "--out", str(tmp_path)]
     out = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     summary = json.loads((tmp_path / "trainers.json").read_text())
-    runs = {(r["case"], r["side"]) for r in summary["results"]}
-    assert runs == {(case, side) for case in ("sft", "rm-causal") for side in ("ours", "trl", "trl-no-gc")}
+    runs = sorted((r["case"], r["side"], r["round"]) for r in summary["results"])
+    assert runs == sorted((case, side, round_number) for case in ("sft", "rm-causal")
+                          for side in ("ours", "trl", "trl-no-gc") for round_number in (1, 2))
     for result in summary["results"]:
         assert len(result["step_seconds"]) == 2 and result["tokens_per_step"] > 0 and result["rows_per_s"] > 0
     assert {c["case"] for c in summary["comparisons"]} == {"sft", "rm-causal"}
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.startswith("# PPO benchmark") and "ppo numbers" in text
     assert "## Training stages" in text and text.count("<!-- trainers:start -->") == 1
+
+
+def test_trainer_comparison_takes_each_sides_fastest_round():
+    sys.path.insert(0, str(TRAINERS.parent))
+    from trainers_vs_trl import compare
+
+    def run(side, rows_per_s, gib, round_number):
+        return {"case": "sft", "side": side, "rows_per_s": rows_per_s, "peak_rss_bytes": gib * 2 ** 30, "round": round_number}
+
+    results = [run("ours", 0.6, 3.0, 1), run("trl", 0.5, 4.0, 1), run("trl-no-gc", 0.55, 7.0, 1),
+               run("ours", 0.9, 3.2, 2), run("trl", 0.6, 4.2, 2), run("trl-no-gc", 0.45, 6.9, 2)]
+    [comparison] = compare(results)
+    assert comparison["speed_ratio"] == 0.9 / 0.6 and comparison["speed_peer"] == "trl"
+    assert comparison["memory_ratio"] == 3.0 / 4.0 and comparison["memory_peer"] == "trl"
