@@ -131,15 +131,16 @@ def run(recipe: Recipe) -> dict:
     decoding = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
     metrics: dict[str, float] = {}
     per_ad: dict[str, list[dict]] = {}
+    has_reference = REFERENCE in folders and isinstance(model, PeftModel)
     for name, folder in folders.items():
         adapter = None if folder is None else name
         started = time.perf_counter()
-        with_kl = REFERENCE in folders and isinstance(model, PeftModel) and name != REFERENCE
+        with_kl = has_reference and name != REFERENCE
         ads, kls = generate_ads(model, tokenizer, prompts, adapter, REFERENCE if with_kl else None, decoding)
         generated = time.perf_counter()
         model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
-        if REFERENCE in folders and isinstance(model, PeftModel):
-            kls = kls or [0.0] * len(ads)  # the reference against itself: exactly 0
+        if has_reference:
+            kls = kls if with_kl else [0.0] * len(ads)  # the reference against itself: exactly 0
             model_metrics["kl_to_sft"] = sum(kls) / len(kls)
             for record, kl in zip(per_ad[name], kls):
                 record["kl_to_sft"] = kl
