@@ -110,14 +110,17 @@ def step_work(sizes: dict, shapes: dict, batch: int, design: dict) -> dict[str, 
     """FLOPs per phase of one PPO step (generation is handled by generation_floor).
 
     shapes: prompt_width, response_width, reward_tokens as a run recorded them.
-    design: policy_logprob_pass (ours recomputes them, TRL reuses the sampling logits), value_full and
-    policy_full (full weights trained: backward costs 2 forwards), reward_tokens_key.
+    design: policy_logprob_pass (a policy forward for the rollout log-probs instead of the sampling
+    logits), value_full and policy_full (full weights trained: backward costs 2 forwards), recompute
+    (gradient checkpointing: the backward phase reruns the policy's and the value's trunk forward).
     """
     length = shapes["prompt_width"] + shapes["response_width"]
     policy = forward_flops(sizes, batch, length, with_head=True)
     trunk = forward_flops(sizes, batch, length, with_head=False)
     reward_length = shapes.get("reward_tokens", batch * length) / batch
     backward = policy * (2 if design["policy_full"] else 1) + trunk * (2 if design["value_full"] else 1)
+    if design.get("recompute"):
+        backward += 2 * trunk
     return {"rollout_logprobs": policy * (2 if design["policy_logprob_pass"] else 1),
             "rollout_values": trunk,
             "reward": forward_flops(sizes, batch, int(reward_length), with_head=False),

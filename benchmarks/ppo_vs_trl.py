@@ -8,7 +8,8 @@ trl==1.12.0; `make bench` builds benchmarks/.venv-trl112). The work: the bundled
 bundled training briefs rendered as chat prompts (the same prompt ids per step for both), batch 8 in
 minibatches of 4, 32 new tokens, one PPO epoch, a learned reward model and a value model on the same base.
 The peer runs twice, with four full models and with its LoRA option; ratios are ours over the peer's
-better figure. Writes results.json and RESULTS.md to --out.
+better figure. Ours runs with its defaults and, as a second row, with ppo.gradient_checkpointing (the
+memory-lean setting). Writes results.json and RESULTS.md to --out.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtypes", default="fp32,bf16", help="Comma-separated precisions to compare.")
     parser.add_argument("--skip-peer", action="store_true", help="Run only ours (no TRL virtualenv needed).")
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
+    parser.add_argument("--ours-modes", default="lora-adapters,checkpointed", help=(
+        "Our variants: lora-adapters (the defaults), checkpointed (ppo.gradient_checkpointing)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")
@@ -57,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     args.peer_modes = [] if args.skip_peer else [m.strip() for m in args.peer_modes.split(",") if m.strip()]
+    args.ours_modes = [m.strip() for m in args.ours_modes.split(",") if m.strip()]
     if args.steps <= args.warmup:
         parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup}) to leave measured steps")
     if not args.skip_peer and not args.render and not Path(args.peer_python).is_file():
@@ -106,8 +110,10 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
     spec_file.write_text(json.dumps(spec))
     results = []
     for dtype in args.dtypes:
-        ours = [sys.executable, str(HERE / "run_ours.py"), "--spec", str(spec_file), "--dtype", dtype]
-        results.append(run_ppo_child(f"ours-{dtype}", ours, workdir, args.child_timeout, args.threads))
+        for mode in args.ours_modes:
+            ours = [sys.executable, str(HERE / "run_ours.py"), "--spec", str(spec_file), "--dtype", dtype,
+                    "--mode", mode]
+            results.append(run_ppo_child(f"ours-{mode}-{dtype}", ours, workdir, args.child_timeout, args.threads))
         for mode in args.peer_modes:
             peer = [args.peer_python, str(HERE / "run_trl_ppo.py"), "--spec", str(spec_file), "--dtype", dtype,
                     "--mode", mode]
@@ -115,14 +121,16 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
     return [r for r in results if r is not None]
 
 
-# What each framework computes per step, for the FLOP count (see floor.step_work).
-DESIGNS = {"ours": {"policy_logprob_pass": True, "policy_full": False, "value_full": False},
-           "trl-1.12/full": {"policy_logprob_pass": False, "policy_full": True, "value_full": True},
-           "trl-1.12/lora": {"policy_logprob_pass": False, "policy_full": False, "value_full": True}}
+# What each framework computes per step, for the FLOP count (see floor.step_work). Both take the policy's
+# rollout log-probs from the sampling logits.
+_LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False, "recompute": False}
+DESIGNS = {"ours/lora-adapters": _LORA, "ours/checkpointed": dict(_LORA, recompute=True),
+           "trl-1.12/full": dict(_LORA, policy_full=True, value_full=True),
+           "trl-1.12/lora": dict(_LORA, value_full=True)}
 
 
 def design_key(result: dict) -> str:
-    return "ours" if result["framework"] == "ours" else f"{result['framework']}/{result['mode']}"
+    return f"{result['framework']}/{result['mode']}"
 
 
 def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
@@ -133,10 +141,11 @@ def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
     for result in results:
         result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)])
     comparisons = {dtype: report.compare(results, dtype) for dtype in args.dtypes}
+    lean = {dtype: report.compare(results, dtype, report.OURS_LEAN) for dtype in args.dtypes}
     default = report.default_ratio(results, resolve_dtype("auto"))
     return {"machine": machine, "command": report.command_line(), "spec": {k: v for k, v in spec.items()
             if k != "step_prompts"}, "model_sizes": sizes, "results": results, "comparisons": comparisons,
-            "default_vs_default": default, "ours_default_dtype": resolve_dtype("auto"),
+            "lean_comparisons": lean, "default_vs_default": default, "ours_default_dtype": resolve_dtype("auto"),
             "finished_at": time.strftime("%Y-%m-%d %H:%M %Z")}
 
 

@@ -10,16 +10,24 @@ GIB = 2 ** 30
 PHASES = ["generation", "rollout_logprobs", "rollout_values", "reward", "train_forward", "backward", "optimizer",
           "other"]
 SPEED_TARGET, MEMORY_TARGET, DEFAULT_TARGET = 2.0, 0.4, 5.0
+OURS_DEFAULT, OURS_LEAN = "lora-adapters", "checkpointed"  # our modes: the defaults; ppo.gradient_checkpointing
 
 
 def label(result: dict) -> str:
-    return "ours" if result["framework"] == "ours" else f"TRL 1.12 {result['mode']}"
+    if result["framework"] != "ours":
+        return f"TRL 1.12 {result['mode']}"
+    return "ours" if result.get("mode", OURS_DEFAULT) == OURS_DEFAULT else f"ours, {result['mode']}"
 
 
-def compare(results: list[dict], dtype: str) -> dict | None:
-    """Ours against the peer's better figure at one precision: the fastest peer run for speed, the
-    leanest for memory."""
-    ours = next((r for r in results if r["framework"] == "ours" and r["dtype"] == dtype), None)
+def ours_run(results: list[dict], dtype: str, mode: str = OURS_DEFAULT) -> dict | None:
+    return next((r for r in results if r["framework"] == "ours" and r.get("mode", OURS_DEFAULT) == mode
+                 and r["dtype"] == dtype), None)
+
+
+def compare(results: list[dict], dtype: str, mode: str = OURS_DEFAULT) -> dict | None:
+    """Ours (in one mode) against the peer's better figure at one precision: the fastest peer run for
+    speed, the leanest for memory."""
+    ours = ours_run(results, dtype, mode)
     peers = [r for r in results if r["framework"] != "ours" and r["dtype"] == dtype]
     if ours is None or not peers:
         return None
@@ -35,7 +43,7 @@ def compare(results: list[dict], dtype: str) -> dict | None:
 
 def default_ratio(results: list[dict], ours_default_dtype: str) -> dict | None:
     """Ours as shipped (dtype auto, LoRA adapters) against the peer as shipped (four full fp32 models)."""
-    ours = next((r for r in results if r["framework"] == "ours" and r["dtype"] == ours_default_dtype), None)
+    ours = ours_run(results, ours_default_dtype)
     peer = next((r for r in results if r["framework"] != "ours" and r["mode"] == "full" and r["dtype"] == "fp32"), None)
     if ours is None or peer is None:
         return None
@@ -53,6 +61,7 @@ def merge(summaries: list[dict]) -> dict:
         merged["probes"] = [s["machine"] for s in summaries]
     dtypes = list(dict.fromkeys(r["dtype"] for r in merged["results"]))
     merged["comparisons"] = {d: compare(merged["results"], d) for d in dtypes}
+    merged["lean_comparisons"] = {d: compare(merged["results"], d, OURS_LEAN) for d in dtypes}
     merged["default_vs_default"] = default_ratio(merged["results"], merged["ours_default_dtype"])
     return merged
 
@@ -80,9 +89,10 @@ def _main_table(summary: dict) -> list[str]:
     lines = ["| run | dtype | samples/s | s/step | peak RSS (GiB) | speed ours/this | memory ours/this |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in summary["results"]:
-        ours = next((o for o in summary["results"] if o["framework"] == "ours" and o["dtype"] == r["dtype"]), None)
-        speed = f"{ours['samples_per_s'] / r['samples_per_s']:.2f}" if ours and r is not ours else ""
-        memory = f"{ours['peak_rss_bytes'] / r['peak_rss_bytes']:.2f}" if ours and r is not ours else ""
+        ours = ours_run(summary["results"], r["dtype"])
+        versus_peer = ours is not None and r["framework"] != "ours"
+        speed = f"{ours['samples_per_s'] / r['samples_per_s']:.2f}" if versus_peer else ""
+        memory = f"{ours['peak_rss_bytes'] / r['peak_rss_bytes']:.2f}" if versus_peer else ""
         lines.append(f"| {label(r)} | {r['dtype']} | {r['samples_per_s']:.3f} | {r['step_s']:.2f} | "
                      f"{r['peak_rss_bytes'] / GIB:.2f} | {speed} | {memory} |")
     return lines
@@ -98,6 +108,11 @@ def _targets(summary: dict) -> list[str]:
                          f"{MEMORY_TARGET:g}: {_yes(c['memory_target_met'])})."
                          + (f" Ceiling: our step at its floor would be x{c['speed_ceiling']:.2f} the peer's "
                             "measured speed." if c.get("speed_ceiling") else ""))
+    for dtype, c in summary.get("lean_comparisons", {}).items():
+        if c:
+            lines.append(f"- {dtype}, ours with ppo.gradient_checkpointing: speed **x{c['speed_ratio']:.2f}**, memory "
+                         f"**x{c['memory_ratio']:.2f}** (memory target <= {MEMORY_TARGET:g}: "
+                         f"{_yes(c['memory_target_met'])}; speed target: {_yes(c['speed_target_met'])}).")
     d = summary["default_vs_default"]
     if d:
         lines.append(f"- Defaults (ours: dtype auto = {summary['ours_default_dtype']} here, LoRA adapters; peer: four "
@@ -156,7 +171,7 @@ def _where_time_goes(summary: dict) -> list[str]:
             x = floors.get(phase, {}).get("x_floor")
             parts.append(f"{phase} {seconds:.2f} s ({100 * seconds / r['step_s']:.0f}%"
                          + (f", {x:.1f}x its floor)" if x else ")"))
-        lines.append(f"- ours {r['dtype']}: step {r['step_s']:.2f} s = " + "; ".join(parts) + ".")
+        lines.append(f"- {label(r)} {r['dtype']}: step {r['step_s']:.2f} s = " + "; ".join(parts) + ".")
     return lines
 
 
@@ -199,10 +214,10 @@ def render(summary: dict) -> str:
         "## Throughput and memory", "", *_main_table(summary), "", "## Targets", "", *_targets(summary), "",
         "## Where time goes (seconds per step, share of the step)", "", *_phase_table(summary), "",
         *_where_time_goes(summary), "", *_memory_table(summary),
-        "Phases are timed from outside by wrapping functions (see benchmarks/README.md). TRL takes the rollout "
-        "log-probs from the sampling logits, so its `rollout_logprobs` is the reference pass only; ours runs the "
-        "policy and reference passes. Our reward model reads the compact brief context plus the ad, TRL's reads "
-        "the whole prompt plus the response.", "",
+        "Phases are timed from outside by wrapping functions (see benchmarks/README.md). Both frameworks take the "
+        "policy's rollout log-probs from the sampling logits, so `rollout_logprobs` is the reference pass only. "
+        "With gradient checkpointing the recomputed forward counts as `backward`. Our reward model reads the "
+        "compact brief context plus the ad, TRL's reads the whole prompt plus the response.", "",
         "## Floor", "",
         "FLOPs and bytes per phase of one mean step, divided by the rates measured above "
         "(benchmarks/floor.py states the counting rules). `other` has no floor of its own.",

@@ -23,16 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, write_result  # noqa: E402
 
 
-def build_recipe(spec: dict, dtype: str, workdir: Path):
+MODES = {"lora-adapters": False, "checkpointed": True}  # mode -> ppo.gradient_checkpointing
+
+
+def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapters"):
     """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off),
-    LoRA value adapter, a learned reward model on the same base, one PPO epoch."""
+    LoRA value adapter, a learned reward model on the same base, one PPO epoch. Mode `checkpointed`
+    recomputes layer activations in the backward pass (ppo.gradient_checkpointing)."""
     from rlhf_ads.config import DataSource, LoraSettings, ModelConfig, PPOStageConfig, Recipe, RewardSpec
 
     lora = spec["lora"]
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
                          temperature=spec["temperature"], top_p=1.0, learning_rate=spec["learning_rate"],
-                         save_steps=10 ** 6, log_samples=0)
+                         save_steps=10 ** 6, log_samples=0, gradient_checkpointing=MODES[mode])
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],
@@ -88,6 +92,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True)
     parser.add_argument("--dtype", choices=["fp32", "bf16"], required=True)
+    parser.add_argument("--mode", choices=sorted(MODES), default="lora-adapters")
     parser.add_argument("--result", required=True)
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
@@ -99,10 +104,10 @@ def main(argv=None) -> None:
     install_timers(timer, prompts_seen)
     time_steps(timer)
     load_before, started = os.getloadavg()[0], time.perf_counter()
-    metrics = trainer.run(build_recipe(spec, args.dtype, Path(args.workdir)))
+    metrics = trainer.run(build_recipe(spec, args.dtype, Path(args.workdir), args.mode))
     total = time.perf_counter() - started
     write_result(args.result, {
-        "framework": "ours", "mode": "lora-adapters", "dtype": args.dtype, "steps": timer.steps,
+        "framework": "ours", "mode": args.mode, "dtype": args.dtype, "steps": timer.steps,
         **steady_state(timer.steps, spec["batch_size"], spec["warmup"]),
         "peak_rss_bytes": peak_rss_bytes(), "wall_s": total, "timers_missing": timer.missing,
         "threads": torch.get_num_threads(),

@@ -170,7 +170,10 @@ def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) ->
         model = get_peft_model(base, lora, adapter_name=POLICY)
     model.add_adapter(VALUE, lora)
     value_head = _value_head(recipe, model.get_base_model().config.hidden_size, model.device, reward_dir)
-    return ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
+    ac = ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
+    if recipe.ppo.gradient_checkpointing:
+        checkpoint_layers(model)
+    return ac
 
 
 def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> SeparateActorCritic:
@@ -200,7 +203,65 @@ def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> Sep
     value, _ = role_model(VALUE, trainable=True)
     hidden = (value.get_base_model() if isinstance(value, PeftModel) else value).config.hidden_size
     value_head = _value_head(recipe, hidden, policy.device, reward_dir)
-    return SeparateActorCritic({POLICY: policy, REFERENCE: reference, VALUE: value}, tokenizer, value_head)
+    ac = SeparateActorCritic({POLICY: policy, REFERENCE: reference, VALUE: value}, tokenizer, value_head)
+    if recipe.ppo.gradient_checkpointing:
+        for trained in (policy, value):
+            checkpoint_layers(trained)
+    return ac
+
+
+def checkpoint_layers(model: torch.nn.Module) -> int:
+    """Keep only each transformer layer's input for the backward pass and recompute the rest there
+    (Hugging Face's gradient checkpointing, non-reentrant): activation memory of a forward over (B, L)
+    tokens falls from about 20 hidden-size vectors per token and layer to one, for one more forward.
+
+    Hugging Face checkpoints a layer only while that layer is in training mode and gradients are on, so
+    the layers alone get the training flag: their submodules stay in eval mode (dropout off, checklist
+    item 7), and passes without gradients (rollouts, generation with its KV cache) run as before. The
+    recompute runs with the adapter that was active in the forward pass: under DeepSpeed the policy's
+    and the value's losses go backward together, after the switch to the value adapter.
+    Returns the number of layers checkpointed."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    kwargs = {"use_reentrant": False}
+    if isinstance(model, PeftModel):
+        kwargs["context_fn"] = _recompute_with_forward_adapter(model)
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name is deprecated there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise RlhfAdsError(f"ppo.gradient_checkpointing: {type(model).__name__} has no checkpointable layers")
+    for layer in layers:
+        layer.training = True
+    return len(layers)
+
+
+def _recompute_with_forward_adapter(model: PeftModel):
+    """torch.utils.checkpoint's context_fn: called in the forward pass, it returns (a context for the
+    forward, one for the recompute); the second makes the adapter active then active again, and puts the
+    current one back after. It sets PEFT's layer attribute directly: PEFT's set_adapter would also turn
+    requires_grad off for the other adapter in the middle of a backward pass."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    tuner_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+    @contextlib.contextmanager
+    def active(adapter):
+        previous = [layer._active_adapter for layer in tuner_layers]
+        for layer in tuner_layers:
+            layer._active_adapter = adapter
+        try:
+            yield
+        finally:
+            for layer, name in zip(tuner_layers, previous):
+                layer._active_adapter = name
+
+    def context_fn():
+        return contextlib.nullcontext(), active(tuner_layers[0]._active_adapter if tuner_layers else None)
+
+    return context_fn
 
 
 def _lora_config(lora) -> LoraConfig:

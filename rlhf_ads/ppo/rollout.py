@@ -82,7 +82,7 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
     at padded positions. With `with_entropy`, also the per-token entropy (B, R)."""
     ids, mask = rollout.sequence
     # the LM head runs on the last R + 1 positions only; the logit at t predicts token t + 1
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False,
                    logits_to_keep=rollout.response.shape[1] + 1).logits[:, :-1]
     logprobs = logprobs_from_logits(logits, rollout.response, temperature)
     logprobs = torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
@@ -96,6 +96,6 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
     """Values (B, R): the value head on the trunk's last hidden state at the position before each token."""
     ids, mask = rollout.sequence
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False).last_hidden_state
     values = value_head(hidden[:, rollout.query.shape[1] - 1:-1].to(value_head.weight.dtype)).squeeze(-1)
     return values * rollout.response_mask

@@ -127,6 +127,19 @@ def test_gradient_accumulation_matches_one_big_minibatch(tmp_path, tiny_model_di
     assert two[1]["ppo/kl"] == pytest.approx(one[1]["ppo/kl"], rel=1e-3, abs=1e-4)  # same update -> same next policy
 
 
+def test_gradient_checkpointing_gives_the_same_run(tmp_path, tiny_model_dir):
+    """Recomputing activations in the backward pass changes memory, not the updates."""
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    trainer.run(recipe(tmp_path / "plain", tiny_model_dir, reward, "ppo.steps=2"))
+    trainer.run(recipe(tmp_path / "checkpointed", tiny_model_dir, reward, "ppo.steps=2",
+                       "ppo.gradient_checkpointing=true"))
+    plain, checkpointed = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "checkpointed")
+    assert checkpointed[0]["ppo/score"] == plain[0]["ppo/score"]  # same first rollout
+    for key in ("ppo/policy_loss", "ppo/value_loss"):
+        assert checkpointed[0][key] == pytest.approx(plain[0][key], rel=1e-4)
+    assert checkpointed[1]["ppo/kl"] == pytest.approx(plain[1]["ppo/kl"], rel=1e-3, abs=1e-4)
+
+
 def test_long_prompts_are_cut_from_the_left_and_counted(tmp_path, tiny_model_dir):
     metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
                                  "ppo.max_prompt_tokens=16"))

@@ -1,0 +1,90 @@
+"""The shared-base actor-critic with gradient checkpointing: less kept for backward, the same gradients."""
+
+import pytest
+import torch
+
+from rlhf_ads import config
+from rlhf_ads.ppo.models import POLICY, VALUE, build_actor_critic
+from rlhf_ads.ppo.rollout import Rollout, response_logprobs, response_values
+
+
+def tiny_rollout(vocab: int) -> Rollout:
+    """Two left-padded queries of width 10 and responses of width 6, the second cut after 4 tokens."""
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randint(5, vocab, (2, 10), generator=generator)
+    response = torch.randint(5, vocab, (2, 6), generator=generator)
+    query_mask = torch.ones_like(query)
+    query_mask[1, :3] = 0
+    response_mask = torch.ones_like(response, dtype=torch.bool)
+    response_mask[1, 4:] = False
+    return Rollout(query, query_mask, response, response_mask, torch.tensor([False, True]), ["", ""])
+
+
+def seeded_actor_critic(recipe):
+    """The same fresh LoRA initialisation for every recipe."""
+    torch.manual_seed(0)
+    return build_actor_critic(recipe, None, None)
+
+
+def losses_and_grads(ac, rollout, together: bool = False):
+    """Policy and value losses of one micro-batch, their gradients, and the bytes autograd kept for backward.
+    Each loss goes backward before the next adapter is switched on, as in the PPO update; with `together`,
+    both go backward at once after the switch, as under DeepSpeed (requires_grad back on first)."""
+    kept = {}
+
+    def pack(tensor):
+        kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    params = [p for group in ac.trainable_parameters().values() for p in group]
+    ac.use(POLICY)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        policy_loss = -response_logprobs(ac.model, rollout, 0.7)[rollout.response_mask].mean()
+    if not together:
+        policy_loss.backward()
+    ac.use(VALUE)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value_loss = response_values(ac.trunk, ac.value_head, rollout).pow(2).mean()
+    if together:
+        for p in params:
+            p.requires_grad_(True)
+        (policy_loss + value_loss).backward()
+    else:
+        value_loss.backward()
+    grads = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    return (policy_loss.item(), value_loss.item()), grads, sum(kept.values())
+
+
+@pytest.mark.parametrize("models,together", [("shared", False), ("shared", True), ("separate", False)],
+                         ids=["shared", "shared-one-backward", "separate"])
+def test_gradient_checkpointing_keeps_less_and_gives_the_same_gradients(tmp_path, tiny_model_dir, models, together):
+    """Also when both losses go backward after the switch to the value adapter (DeepSpeed's way): the
+    policy's layers are recomputed with the policy adapter, not the one active at backward time."""
+    recipes = [config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", f"ppo.models={models}",
+                                  f"ppo.gradient_checkpointing={flag}"]) for flag in ("false", "true")]
+    plain, checkpointed = (seeded_actor_critic(r) for r in recipes)
+    for ac in (plain, checkpointed):  # the value head starts at zero: give the trunk's gradient a path
+        torch.nn.init.constant_(ac.value_head.weight, 0.1)
+    rollout = tiny_rollout(plain.tokenizer.vocab_size)
+    plain_losses, plain_grads, plain_kept = losses_and_grads(plain, rollout, together)
+    losses, grads, kept = losses_and_grads(checkpointed, rollout, together)
+    assert losses == pytest.approx(plain_losses, rel=1e-6)
+    assert len(grads) == len(plain_grads) and any(g.abs().sum() > 0 for g in grads)
+    for grad, plain_grad in zip(grads, plain_grads):
+        torch.testing.assert_close(grad, plain_grad, rtol=1e-5, atol=1e-7)
+    assert kept < plain_kept / 2, (kept, plain_kept)
+    # dropout stays off: only the transformer layers carry the training flag HF checkpoints by
+    roles = [checkpointed.model] if models == "shared" else list(checkpointed.roles.values())
+    flagged = {type(m).__name__ for role in roles for m in role.modules() if m.training}
+    assert flagged == {"LlamaDecoderLayer"}
+
+
+def test_passes_without_gradients_keep_the_kv_cache_under_checkpointing(tiny_model_dir):
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", "ppo.gradient_checkpointing=true"])
+    ac = build_actor_critic(recipe, None, None)
+    ids = torch.randint(5, ac.tokenizer.vocab_size, (2, 8))
+    with torch.no_grad():
+        out = ac.model(input_ids=ids, use_cache=True)
+    assert out.past_key_values is not None and out.past_key_values.get_seq_length() == 8
