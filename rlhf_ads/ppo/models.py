@@ -210,7 +210,7 @@ def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> Sep
     return ac
 
 
-def checkpoint_layers(model: torch.nn.Module) -> int:
+def checkpoint_layers(model: torch.nn.Module) -> None:
     """Keep only each transformer layer's input for the backward pass and recompute the rest there
     (Hugging Face's gradient checkpointing, non-reentrant): activation memory of a forward over (B, L)
     tokens falls from about 20 hidden-size vectors per token and layer to one, for one more forward.
@@ -219,8 +219,7 @@ def checkpoint_layers(model: torch.nn.Module) -> int:
     the layers alone get the training flag: their submodules stay in eval mode (dropout off, checklist
     item 7), and passes without gradients (rollouts, generation with its KV cache) run as before. The
     recompute runs with the adapter that was active in the forward pass: under DeepSpeed the policy's
-    and the value's losses go backward together, after the switch to the value adapter.
-    Returns the number of layers checkpointed."""
+    and the value's losses go backward together, after the switch to the value adapter."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     kwargs = {"use_reentrant": False}
@@ -235,14 +234,14 @@ def checkpoint_layers(model: torch.nn.Module) -> int:
         raise RlhfAdsError(f"ppo.gradient_checkpointing: {type(model).__name__} has no checkpointable layers")
     for layer in layers:
         layer.training = True
-    return len(layers)
 
 
 def _recompute_with_forward_adapter(model: PeftModel):
     """torch.utils.checkpoint's context_fn: called in the forward pass, it returns (a context for the
-    forward, one for the recompute); the second makes the adapter active then active again, and puts the
-    current one back after. It sets PEFT's layer attribute directly: PEFT's set_adapter would also turn
-    requires_grad off for the other adapter in the middle of a backward pass."""
+    forward, one for the recompute). The second makes the adapter active in that forward pass active
+    again for the recompute, then puts back the one active at backward time. It sets PEFT's layer
+    attribute directly: PEFT's set_adapter would also turn requires_grad off for the other adapter in
+    the middle of a backward pass."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     tuner_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]

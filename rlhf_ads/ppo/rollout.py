@@ -96,6 +96,7 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
     """Values (B, R): the value head on the trunk's last hidden state at the position before each token."""
     ids, mask = rollout.sequence
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False).last_hidden_state
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                   use_cache=False).last_hidden_state
     values = value_head(hidden[:, rollout.query.shape[1] - 1:-1].to(value_head.weight.dtype)).squeeze(-1)
     return values * rollout.response_mask
