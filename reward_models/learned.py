@@ -6,14 +6,16 @@
 
 Each reads exactly what the reward stage trained it on: the brief as one compact line
 (`brief_context`, built from the brief columns when they are present, else the prompt)
-and the ad. Loaded once; dropout off.
+and the ad, with its width as a share of the brief's limit when the scorer was trained
+on that (reward.limit_fit: `SCORER_INPUT` in its metadata). Loaded once; dropout off.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlhf_ads.rewards import brief_context, brief_from_row, load_sequence_scorer, rater_mean_scores, score_sequences
+from rlhf_ads.rewards import (SCORER_INPUT, Brief, brief_context, brief_from_row, load_sequence_scorer, rater_mean_scores,
+                              score_sequences)
 
 BRIEF_COLUMNS = ("platform", "field", "brand", "product")
 
@@ -36,21 +38,24 @@ class LearnedReward:
             raise ValueError(f"rater {rater!r} is not one the model at {path} was trained on: "
                              f"{', '.join(known) if known else 'it was trained without reward.rater_column'}")
         self.raters = [rater] if rater is not None else (known or [None])
+        self.reads_fit = self.meta.get("input") == SCORER_INPUT  # older scorers read the ad without its fit
 
     @staticmethod
-    def contexts(prompts: list[str], columns: dict) -> list[str]:
-        """Brief contexts from the brief columns where present, else the prompts as given."""
+    def briefs(prompts: list[str], columns: dict) -> list[Brief] | None:
+        """Each prompt's Brief from the brief columns, or None when they are not all present."""
         if not all(isinstance(columns.get(c), list) for c in BRIEF_COLUMNS):
-            return list(prompts)
+            return None
         rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list)} for i in range(len(prompts))]
-        return [brief_context(brief_from_row(dict(row, id=str(row.get("id", ""))))) for row in rows]
+        return [brief_from_row(dict(row, id=str(row.get("id", "")))) for row in rows]
 
     def logits(self, completions: list[str], prompts: list[str], columns: dict) -> list[float]:
         """Raw head outputs, one per completion (the mean over self.raters)."""
         def score(texts: list[str]) -> list[float]:
             return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size,
                                    max_length=self.max_length)
-        return rater_mean_scores(score, self.contexts(prompts, columns), completions, self.raters)
+        briefs = self.briefs(prompts, columns)
+        contexts = list(prompts) if briefs is None else [brief_context(b) for b in briefs]
+        return rater_mean_scores(score, contexts, completions, self.raters, briefs if self.reads_fit else None)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
         scores = self.logits(completions, prompts, columns)

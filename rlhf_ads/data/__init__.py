@@ -1,11 +1,11 @@
 """Data: formats, validation, and brief -> prompt rendering."""
 
-from rlhf_ads.data.briefs import (Brief, brief_context, brief_from_row, brief_messages, message_text, render_prompt,
-                                  rater_context, rater_mean_scores, render_row_prompt, row_completion, row_context,
-                                  scorer_text)
+from rlhf_ads.data.briefs import (SCORER_INPUT, Brief, brief_context, brief_from_row, brief_messages, message_text,
+                                  rater_context, rater_mean_scores, render_prompt, render_row_prompt, row_completion,
+                                  row_context, scorer_text)
 from rlhf_ads.data.loading import data_options, load_briefs, load_rows
 from rlhf_ads.data.validation import KINDS, Problem, guess_kind
 
-__all__ = ["Brief", "brief_context", "brief_from_row", "brief_messages", "message_text", "render_prompt",
-           "rater_context", "rater_mean_scores", "render_row_prompt", "row_completion", "row_context", "scorer_text", "data_options", "load_briefs", "load_rows", "KINDS", "Problem",
-           "guess_kind"]
+__all__ = ["SCORER_INPUT", "Brief", "brief_context", "brief_from_row", "brief_messages", "message_text",
+           "render_prompt", "rater_context", "rater_mean_scores", "render_row_prompt", "row_completion", "row_context",
+           "scorer_text", "data_options", "load_briefs", "load_rows", "KINDS", "Problem", "guess_kind"]

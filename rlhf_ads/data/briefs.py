@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from rlhf_ads.platforms import field_spec, platforms
+from rlhf_ads.platforms import field_spec, platforms, width_for
 
 SYSTEM_PROMPT = ("You write ad copy: specific, truthful, within the character limit, using the brief's keywords, "
                  "with a call to action; no capitals for emphasis, no '!!', no unverifiable claims.")
@@ -82,13 +82,21 @@ def brief_context(brief: Brief) -> str:
             f"page: {brief.landing_page}")
 
 
-def scorer_text(context: str, completion: str) -> str:
+SCORER_INPUT = "brief_context+fit"  # a scorer reading scorer_text with its brief; "brief_context": without it
+
+
+def scorer_text(context: str, completion: str, brief: Brief | None = None) -> str:
     """What a scorer reads: the context (a brief_context line or a user's prompt), surface facts about
-    the ad that subword tokenizers hide (its length in characters, against the limit in the context;
-    words in capitals, which an uncased encoder cannot see), and the ad."""
+    the ad that subword tokenizers hide, and the ad. The facts: its length in characters (with `brief`,
+    its width under the platform's counting rule as a share of the brief's limit, and whether it is
+    over), and its words in capitals, which an uncased encoder cannot see."""
     ad = completion.strip()
     shouted = sum(1 for word in re.findall(r"\b[A-Za-z]{4,}\b", ad) if word.isupper())
-    return f"{context}\nAd ({len(ad)} chars, {shouted} words in capitals): {ad}"
+    if brief is None:
+        return f"{context}\nAd ({len(ad)} chars, {shouted} words in capitals): {ad}"
+    width, limit = width_for(ad, brief.platform), brief.max_chars
+    fit = f"{round(100 * width / limit)}% of the limit" + (", over it" if width > limit else "")
+    return f"{context}\nAd ({width} chars, {fit}; {shouted} words in capitals): {ad}"
 
 
 def rater_context(context: str, rater: str | None) -> str:
@@ -97,10 +105,13 @@ def rater_context(context: str, rater: str | None) -> str:
 
 
 def rater_mean_scores(score: Callable[[list[str]], list[float]], contexts: list[str], completions: list[str],
-                      raters: list[str | None]) -> list[float]:
+                      raters: list[str | None], briefs: list[Brief | None] | None = None) -> list[float]:
     """Scores (N,) of N ads averaged over raters: the population's taste from a rater-conditioned scorer.
-    score: scorer texts -> one scalar each; raters: [None] for a scorer trained without rater_column."""
-    per_rater = [score([scorer_text(rater_context(c, r), a) for c, a in zip(contexts, completions)]) for r in raters]
+    score: scorer texts -> one scalar each; raters: [None] for a scorer trained without rater_column;
+    briefs: each ad's brief, for the fit to its limit (None: the scorer text without it)."""
+    briefs = briefs or [None] * len(contexts)
+    per_rater = [score([scorer_text(rater_context(c, r), a, b) for c, a, b in zip(contexts, completions, briefs)])
+                 for r in raters]
     return [sum(column) / len(column) for column in zip(*per_rater)]
 
 

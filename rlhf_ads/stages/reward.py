@@ -1,8 +1,9 @@
 """Stage `reward`: a pairwise Bradley-Terry reward model (TRL's RewardTrainer) or a pointwise
 click-through model (binary cross-entropy on clicks/impressions, transformers' Trainer).
 
-The scorer reads `scorer_text(context, ad)`: the brief as one compact line and the ad (with
-`rater_column`, the context starts with the pair's rater: one model of each designer's taste). Writes
+The scorer reads `scorer_text(context, ad, brief)`: the brief as one compact line, the ad's length (with
+`limit_fit`, as a share of the brief's limit) and the ad (with `rater_column`, the context starts with the
+pair's rater: one model of each designer's taste). Writes
 <run>/<output>/: the adapter with its score head (or the full model), tokenizer,
 rlhf_ads_scorer.json, metrics.json, train_log.jsonl; checkpoints under checkpoints/.
 """
@@ -18,8 +19,8 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 from trl import RewardConfig, RewardTrainer
 
 from rlhf_ads.config import Recipe
-from rlhf_ads.data import (data_options, load_rows, message_text, rater_context, rater_mean_scores, row_completion,
-                           row_context, scorer_text)
+from rlhf_ads.data import (SCORER_INPUT, Brief, data_options, load_rows, message_text, rater_context, rater_mean_scores,
+                           row_completion, row_context, scorer_text)
 from rlhf_ads.errors import DataError
 from rlhf_ads.evaluation.metrics import click_log_loss, pairwise_accuracy, weighted_auc
 from rlhf_ads.modeling import SCORER_META, encode_for_scoring, load_base, score_sequences
@@ -44,19 +45,27 @@ def load_scorer_for_training(recipe: Recipe):
                                      model_class=AutoModelForSequenceClassification, num_labels=1)
         meta = {"backbone": "causal", "base": model_cfg.base, "load_in_4bit": model_cfg.load_in_4bit}
     tokenizer.padding_side = "right"
-    return model, tokenizer, dict(meta, kind=cfg.kind, dtype=model_cfg.dtype, input="brief_context")
+    return model, tokenizer, dict(meta, kind=cfg.kind, dtype=model_cfg.dtype,
+                                  input=SCORER_INPUT if cfg.limit_fit else "brief_context")
 
 
-def pair_texts(row: dict, rater_column: str | None = None) -> tuple[str, str]:
+def text_brief(row: dict, limit_fit: bool) -> Brief | None:
+    """The brief whose limit the scorer text measures the ad against: None without limit_fit (or a brief)."""
+    return row.get("brief") if limit_fit else None
+
+
+def pair_texts(row: dict, rater_column: str | None = None, limit_fit: bool = False) -> tuple[str, str]:
     """(chosen, rejected) scorer texts; with rater_column, the context names the row's rater."""
     context = rater_context(row_context(row), str(row[rater_column]) if rater_column else None)
-    return scorer_text(context, message_text(row["chosen"])), scorer_text(context, message_text(row["rejected"]))
+    brief = text_brief(row, limit_fit)
+    return (scorer_text(context, message_text(row["chosen"]), brief),
+            scorer_text(context, message_text(row["rejected"]), brief))
 
 
 def pair_dataset(rows: list[dict], tokenizer, max_length: int, margin_column: str | None,
-                 rater_column: str | None = None) -> datasets.Dataset:
+                 rater_column: str | None = None, limit_fit: bool = False) -> datasets.Dataset:
     """Pre-tokenized pairs in TRL's format: chosen_ids, rejected_ids (and margin)."""
-    chosen, rejected = zip(*(pair_texts(r, rater_column) for r in rows))
+    chosen, rejected = zip(*(pair_texts(r, rater_column, limit_fit) for r in rows))
     data = {"chosen_ids": encode_for_scoring(tokenizer, list(chosen), max_length),
             "rejected_ids": encode_for_scoring(tokenizer, list(rejected), max_length)}
     if margin_column:
@@ -73,9 +82,9 @@ def raters_of(rows: list[dict], column: str, source: str) -> list[str]:
     return sorted({str(row[column]) for row in rows})
 
 
-def click_dataset(rows: list[dict], tokenizer, max_length: int) -> datasets.Dataset:
+def click_dataset(rows: list[dict], tokenizer, max_length: int, limit_fit: bool = False) -> datasets.Dataset:
     """input_ids and labels = [clicks, impressions] per ad."""
-    texts = [scorer_text(row_context(r), r["ad"]) for r in rows]
+    texts = [scorer_text(row_context(r), r["ad"], text_brief(r, limit_fit)) for r in rows]
     return datasets.Dataset.from_dict({"input_ids": encode_for_scoring(tokenizer, texts, max_length),
                                        "labels": [[float(r["clicks"]), float(r["impressions"])] for r in rows]})
 
@@ -123,10 +132,11 @@ def run(recipe: Recipe) -> dict:
                             center_rewards_coefficient=cfg.center_rewards_coefficient, disable_dropout=True)
         trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
                                 train_dataset=pair_dataset(train_rows, tokenizer, training.max_length, cfg.margin_column,
-                                                           cfg.rater_column))
+                                                           cfg.rater_column, cfg.limit_fit))
     else:
         args = trainer_args(TrainingArguments, training, out_dir, recipe, remove_unused_columns=False)
-        trainer = Trainer(model=model, args=args, train_dataset=click_dataset(train_rows, tokenizer, training.max_length),
+        trainer = Trainer(model=model, args=args,
+                          train_dataset=click_dataset(train_rows, tokenizer, training.max_length, cfg.limit_fit),
                           data_collator=ClickCollator(tokenizer), compute_loss_func=click_loss)
     keep_trainable_dtype(trainer, recipe.model.dtype)
     tracker = start_tracking(trainer, training, recipe, cfg.output, out_dir)
@@ -139,12 +149,13 @@ def run(recipe: Recipe) -> dict:
     def score(texts: list[str]) -> list[float]:
         return score_sequences(model, tokenizer, texts, batch_size=training.batch_size, max_length=training.max_length)
 
-    metrics.update(evaluate_pairwise(eval_rows, score, cfg.rater_column) if cfg.kind == "pairwise"
-                   else evaluate_clicks(eval_rows, score))
+    metrics.update(evaluate_pairwise(eval_rows, score, cfg.rater_column, cfg.limit_fit) if cfg.kind == "pairwise"
+                   else evaluate_clicks(eval_rows, score, cfg.limit_fit))
     sample_rows = take(load_rows(cfg.score_samples.path, "sft", **data_options(cfg.score_samples, out_dir)),
                        training.max_eval_rows, recipe.seed)
     sample_scores = rater_mean_scores(score, [row_context(r) for r in sample_rows],
-                                      [row_completion(r) for r in sample_rows], meta.get("raters", [None]))
+                                      [row_completion(r) for r in sample_rows], meta.get("raters", [None]),
+                                      [text_brief(r, cfg.limit_fit) for r in sample_rows])
     meta.update(score_mean=statistics.fmean(sample_scores), score_std=statistics.pstdev(sample_scores))
     metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"]})
     # 5. save: adapter + score head (modules_to_save) or full model, tokenizer, metadata
@@ -159,10 +170,10 @@ def run(recipe: Recipe) -> dict:
     return metrics
 
 
-def evaluate_pairwise(rows: list[dict], score, rater_column: str | None = None) -> dict:
+def evaluate_pairwise(rows: list[dict], score, rater_column: str | None = None, limit_fit: bool = False) -> dict:
     """Held-out accuracy (overall, per designer), agreement with the gold utility, and the noise ceiling.
     With rater_column each pair is scored as its own rater would."""
-    chosen, rejected = zip(*(pair_texts(r, rater_column) for r in rows))
+    chosen, rejected = zip(*(pair_texts(r, rater_column, limit_fit) for r in rows))
     s_chosen, s_rejected = score(list(chosen)), score(list(rejected))
     designers = [str(r.get("designer_id", "all")) for r in rows]
     accuracy = pairwise_accuracy(s_chosen, s_rejected, designers)
@@ -178,9 +189,9 @@ def evaluate_pairwise(rows: list[dict], score, rater_column: str | None = None) 
     return metrics
 
 
-def evaluate_clicks(rows: list[dict], score) -> dict:
+def evaluate_clicks(rows: list[dict], score, limit_fit: bool = False) -> dict:
     """Held-out AUC and log-loss, beside a constant-CTR baseline (and the true CTR where the data has it)."""
-    logits = score([scorer_text(row_context(r), r["ad"]) for r in rows])
+    logits = score([scorer_text(row_context(r), r["ad"], text_brief(r, limit_fit)) for r in rows])
     predicted = torch.sigmoid(torch.tensor(logits)).tolist()
     clicks = [float(r["clicks"]) for r in rows]
     impressions = [float(r["impressions"]) for r in rows]

@@ -9,15 +9,15 @@ from transformers import AutoModelForSequenceClassification
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads.config import LoraSettings
 from rlhf_ads.errors import ModelLoadError
-from rlhf_ads.data import scorer_text
+from rlhf_ads.data import SCORER_INPUT, brief_context, scorer_text
 from rlhf_ads.modeling import SCORER_META, load_base
 
 ADS = ["Trail shoes. Shop now.", "Project tool"]
 PROMPTS = ["Brief: trail shoes", "Brief: project tool"]
 
 
-def expected_logit(model, tokenizer, prompt, ad):
-    text = scorer_text(prompt, ad) + tokenizer.eos_token
+def expected_logit(model, tokenizer, prompt, ad, brief=None):
+    text = scorer_text(prompt, ad, brief) + tokenizer.eos_token
     with torch.no_grad():
         return model(**tokenizer([text], return_tensors="pt", add_special_tokens=False)).logits[0, 0].item()
 
@@ -69,8 +69,15 @@ def test_brief_columns_become_the_trained_context(tmp_path, tiny_model_dir):
     model, tokenizer, reward = saved_full_scorer(tmp_path, tiny_model_dir)
     columns = dict(platform=["google_rsa"], field=["headline"], brand=["Ridgeline"], product=["trail shoe"],
                    keywords=[["trail shoes"]], tone=["friendly"], landing_page=["Trail shoe at $129."])
-    context = reward.contexts(["ignored chat prompt"], columns)[0]
+    brief = reward.briefs(["ignored chat prompt"], columns)[0]
+    context = brief_context(brief)
     assert context.startswith("google_rsa headline (max 30 chars) | brand: Ridgeline") and "trail shoes" in context
     model.eval()
+    # A scorer saved without our metadata (or by an older release) reads the ad without its fit to the limit...
     assert reward(ADS[:1], ["ignored chat prompt"], **columns)[0] == pytest.approx(
         expected_logit(model, tokenizer, context, ADS[0]), abs=1e-5)
+    # ...one trained on SCORER_INPUT reads it with the fit, as the reward stage trained it.
+    (tmp_path / "rm" / SCORER_META).write_text(json.dumps({"input": SCORER_INPUT}))
+    fitted = LearnedReward(str(tmp_path / "rm"), dtype="fp32")(ADS[:1], ["ignored chat prompt"], **columns)[0]
+    assert fitted == pytest.approx(expected_logit(model, tokenizer, context, ADS[0], brief), abs=1e-5)
+    assert fitted != pytest.approx(expected_logit(model, tokenizer, context, ADS[0]), abs=1e-5)

@@ -7,10 +7,11 @@ import torch
 
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads import config
-from rlhf_ads.data import load_rows, message_text, row_context
+from rlhf_ads.data import SCORER_INPUT, load_rows, message_text, row_context
 from rlhf_ads.data.bundled import bundled_file
 from rlhf_ads.errors import ConfigError, DataError
 from rlhf_ads.modeling import SCORER_META
+from rlhf_ads.ppo.trainer import reward_columns
 from rlhf_ads.stages import reward
 
 TINY = ["reward.training.max_train_rows=16", "reward.training.max_eval_rows=8", "reward.training.max_steps=8",
@@ -89,16 +90,18 @@ def test_encoder_backbone_on_the_bundled_minilm(tmp_path, tiny_model_dir):
 
 def test_rater_conditioned_model_scores_each_rater_and_their_mean(tmp_path, tiny_model_dir):
     metrics, out = run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.rater_column=designer_id",
-                            "reward.training.max_eval_rows=6")
+                            "reward.training.max_eval_rows=6", "reward.limit_fit=true")
     meta = json.loads((out / SCORER_META).read_text())
+    assert meta["input"] == SCORER_INPUT  # so the reward below reads each ad's fit to its brief's limit
     train = load_rows("bundled:preferences:train", "preferences")
     assert meta["rater_column"] == "designer_id" and set(meta["raters"]) <= {r["designer_id"] for r in train}
     from rlhf_ads.stages.common import take
 
     drawn = take(load_rows("bundled:sft:heldout", "sft"), 6, 0)
-    ads, contexts = [r["completion"] for r in drawn], [row_context(r) for r in drawn]
-    population = LearnedReward(str(out), dtype="fp32", max_length=1024)(ads, contexts)
-    per_rater = [LearnedReward(str(out), dtype="fp32", max_length=1024, rater=r)(ads, contexts) for r in meta["raters"]]
+    ads, contexts, columns = [r["completion"] for r in drawn], [row_context(r) for r in drawn], reward_columns(drawn)
+    population = LearnedReward(str(out), dtype="fp32", max_length=1024)(ads, contexts, **columns)
+    per_rater = [LearnedReward(str(out), dtype="fp32", max_length=1024, rater=r)(ads, contexts, **columns)
+                 for r in meta["raters"]]
     assert population == pytest.approx([sum(s) / len(s) for s in zip(*per_rater)], abs=1e-5)
     assert per_rater[0] != pytest.approx(per_rater[-1], abs=1e-6)  # the rater changes what the scorer reads
     assert sum(population) / len(population) == pytest.approx(metrics["rm/sft_score_mean"], abs=1e-4)
