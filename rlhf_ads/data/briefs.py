@@ -93,10 +93,11 @@ def scorer_text(context: str, completion: str, brief: Brief | None = None) -> st
     ad = completion.strip()
     shouted = sum(1 for word in re.findall(r"\b[A-Za-z]{4,}\b", ad) if word.isupper())
     if brief is None:
-        return f"{context}\nAd ({len(ad)} chars, {shouted} words in capitals): {ad}"
-    width, limit = width_for(ad, brief.platform), brief.max_chars
-    fit = f"{round(100 * width / limit)}% of the limit" + (", over it" if width > limit else "")
-    return f"{context}\nAd ({width} chars, {fit}; {shouted} words in capitals): {ad}"
+        size = f"{len(ad)} chars,"
+    else:
+        width, limit = width_for(ad, brief.platform), brief.max_chars
+        size = f"{width} chars, {round(100 * width / limit)}% of the limit{', over it' if width > limit else ''};"
+    return f"{context}\nAd ({size} {shouted} words in capitals): {ad}"
 
 
 def rater_context(context: str, rater: str | None) -> str:

@@ -82,9 +82,14 @@ def raters_of(rows: list[dict], column: str, source: str) -> list[str]:
     return sorted({str(row[column]) for row in rows})
 
 
+def click_text(row: dict, limit_fit: bool = False) -> str:
+    """The scorer text of one click-log row's ad."""
+    return scorer_text(row_context(row), row["ad"], text_brief(row, limit_fit))
+
+
 def click_dataset(rows: list[dict], tokenizer, max_length: int, limit_fit: bool = False) -> datasets.Dataset:
     """input_ids and labels = [clicks, impressions] per ad."""
-    texts = [scorer_text(row_context(r), r["ad"], text_brief(r, limit_fit)) for r in rows]
+    texts = [click_text(r, limit_fit) for r in rows]
     return datasets.Dataset.from_dict({"input_ids": encode_for_scoring(tokenizer, texts, max_length),
                                        "labels": [[float(r["clicks"]), float(r["impressions"])] for r in rows]})
 
@@ -191,7 +196,7 @@ def evaluate_pairwise(rows: list[dict], score, rater_column: str | None = None, 
 
 def evaluate_clicks(rows: list[dict], score, limit_fit: bool = False) -> dict:
     """Held-out AUC and log-loss, beside a constant-CTR baseline (and the true CTR where the data has it)."""
-    logits = score([scorer_text(row_context(r), r["ad"], text_brief(r, limit_fit)) for r in rows])
+    logits = score([click_text(r, limit_fit) for r in rows])
     predicted = torch.sigmoid(torch.tensor(logits)).tolist()
     clicks = [float(r["clicks"]) for r in rows]
     impressions = [float(r["impressions"]) for r in rows]
