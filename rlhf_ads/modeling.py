@@ -295,14 +295,18 @@ def encode_for_scoring(tokenizer, texts: list[str], max_length: int) -> list[lis
 
 @torch.inference_mode()
 def score_sequences(model, tokenizer, texts: list[str], *, batch_size: int = 16, max_length: int = 512) -> list[float]:
-    """One scalar per text from a sequence classifier with a single output (B,), dropout off."""
+    """One scalar per text from a sequence classifier with a single output (B,), dropout off.
+    Texts are batched in order of token length (less padding); the scores come back in the texts' order."""
     was_training = model.training
     model.eval()
     ids = encode_for_scoring(tokenizer, texts, max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     device = next(model.parameters()).device
-    out: list[float] = []
-    for start in range(0, len(ids), batch_size):
-        batch = tokenizer.pad({"input_ids": ids[start:start + batch_size]}, return_tensors="pt", padding_side="right")
-        out.extend(model(**batch.to(device)).logits[:, 0].float().tolist())
+    out = [0.0] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt", padding_side="right")
+        for i, value in zip(chunk, model(**batch.to(device)).logits[:, 0].float().tolist()):
+            out[i] = value
     model.train(was_training)
     return out

@@ -72,6 +72,8 @@ def test_bad_combinations_fail_with_the_fix(tmp_path):
         config.load(write(tmp_path, "generate:\n  top_p: 1.5\n"))
     with pytest.raises(ConfigError, match="lora.r must be >= 1"):
         config.load(None, ["model.lora.r=0"])
+    with pytest.raises(ConfigError, match="max_score_rows must be >= 1"):
+        config.load(None, ["reward.max_score_rows=0"])
 
 
 def test_invalid_yaml_and_missing_file(tmp_path):

@@ -87,3 +87,21 @@ def test_bundled_smollm2_is_converted_once_and_generates(model_cache):
     batch = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
     out = model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > batch["input_ids"].shape[1]
+
+
+def test_score_sequences_returns_scores_in_the_texts_order(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from rlhf_ads.modeling import encode_for_scoring, score_sequences
+
+    model, tokenizer = load_base(str(tiny_model_dir), dtype="fp32", model_class=AutoModelForSequenceClassification,
+                                 num_labels=1)  # the score is read at the last token that is not the pad token
+    model.eval()
+    tokenizer.padding_side = "right"
+    texts = ["Fast, grippy trail shoes. Free 30-day returns. Shop now.", "Run farther.",
+             "Project management software your team will use. Start a free trial today.", "Shop now", "Ridgeline"]
+    with torch.no_grad():
+        one_by_one = [model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+                      for ids in encode_for_scoring(tokenizer, texts, 64)]
+    batched = score_sequences(model, tokenizer, texts, batch_size=2, max_length=64)  # sorted by length inside
+    assert batched == pytest.approx(one_by_one, abs=1e-4)

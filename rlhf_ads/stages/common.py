@@ -35,6 +35,7 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         gradient_accumulation_steps=training.grad_accum, warmup_steps=training.warmup_ratio,
         weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
         lr_scheduler_type="linear", logging_steps=training.logging_steps,
+        train_sampling_strategy="group_by_length" if training.group_by_length else "random",
         eval_strategy="steps" if training.eval_steps else "no", eval_steps=training.eval_steps or None,
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,

@@ -16,6 +16,7 @@ import statistics
 import datasets
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import RewardConfig, RewardTrainer
 
 from rlhf_ads.config import Recipe
@@ -71,6 +72,18 @@ def pair_dataset(rows: list[dict], tokenizer, max_length: int, margin_column: st
     if margin_column:
         data["margin"] = [float(r[margin_column]) for r in rows]
     return datasets.Dataset.from_dict(data)
+
+
+class PairRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer whose `group_by_length` groups pairs by their longer side's token length
+    (TRL's pairs carry chosen_ids/rejected_ids, not the input_ids transformers would measure)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(dataset)
+        lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
 
 
 def raters_of(rows: list[dict], column: str, source: str) -> list[str]:
@@ -135,9 +148,9 @@ def run(recipe: Recipe) -> dict:
     if cfg.kind == "pairwise":
         args = trainer_args(RewardConfig, training, out_dir, recipe, max_length=training.max_length,
                             center_rewards_coefficient=cfg.center_rewards_coefficient, disable_dropout=True)
-        trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
-                                train_dataset=pair_dataset(train_rows, tokenizer, training.max_length, cfg.margin_column,
-                                                           cfg.rater_column, cfg.limit_fit))
+        trainer = PairRewardTrainer(model=model, args=args, processing_class=tokenizer,
+                                    train_dataset=pair_dataset(train_rows, tokenizer, training.max_length,
+                                                               cfg.margin_column, cfg.rater_column, cfg.limit_fit))
     else:
         args = trainer_args(TrainingArguments, training, out_dir, recipe, remove_unused_columns=False)
         trainer = Trainer(model=model, args=args,
@@ -154,15 +167,19 @@ def run(recipe: Recipe) -> dict:
     def score(texts: list[str]) -> list[float]:
         return score_sequences(model, tokenizer, texts, batch_size=training.batch_size, max_length=training.max_length)
 
-    metrics.update(evaluate_pairwise(eval_rows, score, cfg.rater_column, cfg.limit_fit) if cfg.kind == "pairwise"
-                   else evaluate_clicks(eval_rows, score, cfg.limit_fit))
+    held_out = (evaluate_pairwise(eval_rows, score, cfg.rater_column, cfg.limit_fit) if cfg.kind == "pairwise"
+                else evaluate_clicks(eval_rows, score, cfg.limit_fit))
+    metrics.update(held_out)
+    if is_main_process():  # known now; the score scale below can take as long again on a CPU
+        print(json.dumps(held_out), flush=True)
     sample_rows = take(load_rows(cfg.score_samples.path, "sft", **data_options(cfg.score_samples, out_dir)),
-                       training.max_eval_rows, recipe.seed)
+                       cfg.max_score_rows or training.max_eval_rows, recipe.seed)
     sample_scores = rater_mean_scores(score, [row_context(r) for r in sample_rows],
                                       [row_completion(r) for r in sample_rows], meta.get("raters", [None]),
                                       [text_brief(r, cfg.limit_fit) for r in sample_rows])
     meta.update(score_mean=statistics.fmean(sample_scores), score_std=statistics.pstdev(sample_scores))
-    metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"]})
+    metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"],
+                    "rm/sft_score_rows": len(sample_rows)})
     # 5. save: adapter + score head (modules_to_save) or full model, tokenizer, metadata
     #    (files from the main process only; ZeRO-3 shards are gathered first)
     save_trained_model(trainer, out_dir)

@@ -119,3 +119,35 @@ def test_rater_column_missing_from_a_row_names_the_row(tmp_path, tiny_model_dir)
                  f"reward.train.path={path}", "reward.train.briefs=bundled:briefs")
     with pytest.raises(ConfigError, match="pairwise only"):
         config.load(None, ["reward.kind=ctr", "reward.rater_column=designer_id"])
+
+
+def test_group_by_length_batches_pairs_by_their_longer_side(tmp_path, tiny_model_dir):
+    import datasets
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig
+
+    from rlhf_ads.modeling import load_tokenizer
+
+    lengths = torch.randperm(400, generator=torch.Generator().manual_seed(0)).add(1).tolist()  # 1..400, shuffled
+    pairs = datasets.Dataset.from_dict({"chosen_ids": [[5] * max(1, n // 2) for n in lengths],
+                                        "rejected_ids": [[6] * n for n in lengths]})
+    args = RewardConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[], bf16=False,
+                        train_sampling_strategy="group_by_length")
+    trainer = reward.PairRewardTrainer(
+        model=AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1), args=args,
+        processing_class=load_tokenizer(str(tiny_model_dir)), train_dataset=pairs)
+    order = list(trainer._get_train_sampler())
+    assert sorted(order) == list(range(400))  # every pair once
+
+    def padding(indices):  # tokens of padding when each 4 pairs are padded to their longest
+        batches = [[lengths[i] for i in indices[s:s + 4]] for s in range(0, len(indices), 4)]
+        return sum(4 * max(b) - sum(b) for b in batches)
+
+    assert padding(order) < 0.2 * padding(list(range(400)))  # the dataset's own order is a random one
+
+
+def test_group_by_length_run_and_a_capped_score_scale(tmp_path, tiny_model_dir):
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "model.use_lora=true", "reward.training.group_by_length=true",
+                            "reward.max_score_rows=3")
+    assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
+    assert metrics["rm/sft_score_rows"] == 3

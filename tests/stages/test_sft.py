@@ -21,6 +21,13 @@ def tiny_recipe(tmp_path, model_dir, *extra):
     return config.load(None, [f"model.base={model_dir}", f"output_dir={tmp_path}", *TINY_TRAINING, *extra])
 
 
+def test_sft_batches_rows_of_similar_length_when_asked(tmp_path, tiny_model_dir):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, "model.use_lora=true", "sft.training.group_by_length=true",
+                         "sft.num_samples=0")
+    metrics = sft.run(recipe)
+    assert metrics["sft/steps"] == 8 and metrics["sft/train_loss_last"] < metrics["sft/train_loss_first"]
+
+
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
 def test_sft_trains_and_saves_a_loadable_model(tmp_path, tiny_model_dir, lora):
     recipe = tiny_recipe(tmp_path, tiny_model_dir, f"model.use_lora={str(lora).lower()}", "sft.merge=true")
