@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 # DeepSpeed (the ZeRO tests) installs as pure Python: its C++/CUDA ops build on first use, not at install.
 export DS_BUILD_OPS ?= 0
 
-.PHONY: install quickstart test clean bench bench-trainers
+.PHONY: install quickstart test clean bench bench-trainers bench-precision
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,8 @@ bench: install $(BENCH_VENV)/.installed
 # (same venv, same rows and settings); writes the "Training stages" section of benchmarks/RESULTS.md.
 bench-trainers: install
 	nice -n 10 $(BIN)/python benchmarks/trainers_vs_trl.py
+
+# `make bench-precision`: one reward-model training step in fp32 against bf16 mixed precision, in one
+# process; writes the "precision" section of benchmarks/RESULTS.md (whether bf16 pays depends on the CPU).
+bench-precision: install
+	nice -n 10 $(BIN)/python benchmarks/mixed_precision.py

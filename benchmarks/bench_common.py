@@ -105,18 +105,23 @@ def marked_section(text: str, name: str) -> str | None:
     return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
 
 
-def replace_section(text: str, name: str, body: str) -> str:
-    """`text` with the section `name` (between HTML-comment marks) set to `body`; appended when absent.
-    Two benchmarks share RESULTS.md this way, each rewriting only its own part."""
+def replace_section(text: str, name: str, body: str, before: str | None = None) -> str:
+    """`text` with the section `name` (between HTML-comment marks) set to `body`; when absent, inserted
+    ahead of the section `before` if there is one, else appended. Benchmarks share RESULTS.md this way,
+    each rewriting only its own part."""
     start, end = _marks(name)
     block = f"{start}\n{body.strip()}\n{end}\n"
     if marked_section(text, name) is not None:
         head, rest = text.split(start, 1)
         return head + block + rest.split(end, 1)[1].lstrip("\n")
+    if before is not None and marked_section(text, before) is not None:
+        head, rest = text.split(_marks(before)[0], 1)
+        return f"{head}{block}\n{_marks(before)[0]}{rest}"
     return f"{text.rstrip()}\n\n{block}" if text.strip() else block
 
 
-def write_keeping_sections(path: Path, text: str, names: tuple[str, ...] = ("trainers", "history")) -> None:
+def write_keeping_sections(path: Path, text: str,
+                           names: tuple[str, ...] = ("trainers", "precision", "history")) -> None:
     """Write `text` to `path`, carrying over the marked sections `names` from the file's current contents
     (the other benchmark's results; the hand-written history of changes and what each gained)."""
     old = path.read_text() if path.is_file() else ""

@@ -39,6 +39,12 @@ def cpu_description() -> dict:
     return info
 
 
+def cpu_line(cpu: dict) -> str:
+    """One line for a report: model, CPU count and the flags that decide whether bf16 is fast."""
+    return (f"{cpu['model']}, {cpu['cpus']} CPUs (threads/core {cpu.get('threads_per_core')}, "
+            f"AMX {cpu.get('amx')}, AVX512-BF16 {cpu.get('avx512_bf16')})")
+
+
 def _timed_rate(fn, work: float, seconds: float) -> float:
     """work / seconds of one call of `fn`, best of repeated calls within a time budget (after one warm-up)."""
     fn()

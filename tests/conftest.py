@@ -8,6 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from tests.tiny import make_tiny_model_dir  # noqa: E402
 
@@ -22,6 +23,22 @@ def tiny_model_dir(tmp_path_factory):
 def model_cache(tmp_path_factory):
     """A cache folder for converted GGUF models, shared by the tests of one session."""
     return tmp_path_factory.mktemp("rlhf-ads-cache")
+
+
+@pytest.fixture
+def linear_output_dtypes(monkeypatch):
+    """The dtypes nn.Linear layers have returned since the test started (or since the set was cleared):
+    bfloat16 shows that autocast ran."""
+    seen: set[torch.dtype] = set()
+    linear_forward = torch.nn.Linear.forward
+
+    def recording_forward(self, x):
+        out = linear_forward(self, x)
+        seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recording_forward)
+    return seen
 
 
 @pytest.fixture(autouse=True)

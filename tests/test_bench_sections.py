@@ -23,3 +23,10 @@ def test_rewrite_keeps_the_other_section_and_the_history(tmp_path):
     text = path.read_text()
     assert text.startswith("# new PPO report") and "old PPO" not in text
     assert marked_section(text, "trainers") == "SFT numbers" and marked_section(text, "history") == "- a change"
+
+
+def test_a_new_section_goes_ahead_of_the_history():
+    text = replace_section(replace_section("# PPO\n", "trainers", "SFT"), "history", "- a change")
+    text = replace_section(text, "precision", "bf16 numbers", before="history")
+    assert text.index("precision:start") < text.index("history:start")
+    assert marked_section(text, "precision") == "bf16 numbers" and marked_section(text, "history") == "- a change"

@@ -28,6 +28,7 @@ CHECKPOINTS = "checkpoints"
 def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
     """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints."""
     report_to = [b for b in trainer_report_to(training.report_to) if b != "tensorboard"]  # ours: see add_tracking
+    bf16 = resolve_dtype(recipe.model.dtype) == "bf16" or training.mixed_precision == "bf16"
     return args_class(
         output_dir=str(out_dir / CHECKPOINTS), learning_rate=training.learning_rate,
         num_train_epochs=training.epochs, max_steps=training.max_steps,
@@ -40,7 +41,8 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
         gradient_checkpointing=training.gradient_checkpointing,
-        bf16=resolve_dtype(recipe.model.dtype) == "bf16", disable_tqdm=False, dataloader_num_workers=0,
+        bf16=bf16, use_cpu=bf16 and not torch.cuda.is_available(),  # transformers refuses CPU bf16 without use_cpu
+        disable_tqdm=False, dataloader_num_workers=0,
         ddp_backend=deepspeed_cpu_backend(), **extra)
 
 
@@ -105,7 +107,18 @@ def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
     if training.resume:
         log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+    drop_autocast_forward(trainer.model)
     dump_parameter_fingerprint(out_dir.name, trainer.model.named_parameters(), trainer.state.global_step)
+
+
+def drop_autocast_forward(model) -> None:
+    """Undo accelerate's mixed-precision wrapper (bf16 autocast around `model.forward`), so that what follows
+    training (held-out scores, the score scale, samples) sees the forward the saved model has. Restores the
+    forward accelerate found, keeping TRL's own patches (SFT's fused LM head), which accelerate's
+    `unwrap_model(keep_fp32_wrapper=False)` strips as well, since TRL's wrapper also records a `__wrapped__`."""
+    original = model.__dict__.pop("_original_forward", None)
+    if original is not None:
+        model.forward = original
 
 
 def save_trained_model(trainer, out_dir: Path) -> None:

@@ -1,18 +1,20 @@
 """Stage reward on tiny models: pairwise (LoRA, full, 4-bit) and click-through; the head survives save/load."""
 
 import json
+import statistics
 
 import pytest
 import torch
 
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads import config
-from rlhf_ads.data import SCORER_INPUT, load_rows, message_text, row_context
+from rlhf_ads.data import SCORER_INPUT, load_rows, message_text, row_completion, row_context
 from rlhf_ads.data.bundled import bundled_file
 from rlhf_ads.errors import ConfigError, DataError
-from rlhf_ads.modeling import SCORER_META
+from rlhf_ads.modeling import SCORER_META, score_sequences
 from rlhf_ads.ppo.trainer import reward_columns
 from rlhf_ads.stages import reward
+from rlhf_ads.stages.common import take
 
 TINY = ["reward.training.max_train_rows=16", "reward.training.max_eval_rows=8", "reward.training.max_steps=8",
         "reward.training.batch_size=4", "reward.training.learning_rate=0.005", "reward.training.logging_steps=1",
@@ -144,6 +146,29 @@ def test_group_by_length_batches_pairs_by_their_longer_side(tmp_path, tiny_model
         return sum(4 * max(b) - sum(b) for b in batches)
 
     assert padding(order) < 0.2 * padding(list(range(400)))  # the dataset's own order is a random one
+
+
+def test_mixed_precision_trains_in_bf16_and_scores_as_the_saved_model_does(tmp_path, tiny_model_dir, monkeypatch,
+                                                                          linear_output_dtypes):
+    """Training computes in bf16; held-out scores and the score scale use the fp32 forward a reload has."""
+    scoring_dtypes = []
+
+    def recording_score(*args, **kwargs):
+        linear_output_dtypes.clear()
+        scores = score_sequences(*args, **kwargs)
+        scoring_dtypes.append(set(linear_output_dtypes))
+        return scores
+
+    monkeypatch.setattr(reward, "score_sequences", recording_score)
+    metrics, out = run_tiny(tmp_path, tiny_model_dir, "reward.training.learning_rate=0.001",
+                            "reward.training.mixed_precision=bf16", "reward.max_score_rows=4")
+    assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
+    assert scoring_dtypes and all(dtypes == {torch.float32} for dtypes in scoring_dtypes)
+    # The recorded score scale is the reloaded scorer's, on the same held-out SFT ads.
+    rows = take(load_rows("bundled:sft:heldout", "sft"), 4, seed=0)
+    reloaded = LearnedReward(str(out), dtype="fp32", max_length=1024)
+    scores = reloaded([row_completion(r) for r in rows], [row_context(r) for r in rows])
+    assert metrics["rm/sft_score_mean"] == pytest.approx(statistics.fmean(scores), abs=1e-5)
 
 
 def test_group_by_length_run_and_a_capped_score_scale(tmp_path, tiny_model_dir):

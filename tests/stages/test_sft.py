@@ -51,6 +51,19 @@ def test_sft_trains_and_saves_a_loadable_model(tmp_path, tiny_model_dir, lora):
     assert (out / "checkpoints").is_dir() and (out / "train_log.jsonl").is_file()
 
 
+@pytest.mark.parametrize("precision", [["model.dtype=bf16"], ["sft.training.mixed_precision=bf16"]],
+                         ids=["bf16-weights", "bf16-autocast"])
+def test_sft_trains_in_bf16_on_a_cpu(tmp_path, tiny_model_dir, linear_output_dtypes, precision):
+    """transformers refuses bf16 on a machine without a GPU unless told use_cpu; both bf16 paths must train.
+    Mixed precision keeps fp32 weights while the linear layers compute in bf16."""
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, "model.use_lora=false", "sft.num_samples=0", *precision)
+    metrics = sft.run(recipe)
+    assert metrics["sft/train_loss_last"] < metrics["sft/train_loss_first"]
+    assert torch.bfloat16 in linear_output_dtypes
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "quickstart" / "sft", dtype="auto")
+    assert saved.dtype == (torch.bfloat16 if "model.dtype=bf16" in precision else torch.float32)
+
+
 def test_sft_qlora_4bit_trains_on_cpu(tmp_path, tiny_model_dir):
     recipe = tiny_recipe(tmp_path, tiny_model_dir, "model.load_in_4bit=true", "model.use_lora=true", "sft.num_samples=0",
                          "sft.training.max_steps=4")
