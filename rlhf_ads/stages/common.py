@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import is_torch_bf16_gpu_available
 
 from rlhf_ads.config import Recipe, TrainingSettings
 from rlhf_ads.config_schema import to_dict
@@ -41,7 +42,7 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
         gradient_checkpointing=training.gradient_checkpointing,
-        bf16=bf16, use_cpu=bf16 and not torch.cuda.is_available(),  # transformers refuses CPU bf16 without use_cpu
+        bf16=bf16, use_cpu=bf16 and not is_torch_bf16_gpu_available(),  # else transformers refuses bf16 on a CPU
         disable_tqdm=False, dataloader_num_workers=0,
         ddp_backend=deepspeed_cpu_backend(), **extra)
 
