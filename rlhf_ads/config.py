@@ -116,6 +116,10 @@ class TrainingSettings:
     logging_steps: int = option(10, help="Log training metrics every N steps.")
     save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
     save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
+    average_checkpoints: int = option(1, help=(
+        "After training, the model becomes the uniform average of the weights in its newest N checkpoints, the "
+        "last being the final step (latest weight averaging; needs save_total_limit >= N, or 0 to keep all); "
+        "1: the final weights."))
     report_to: ReportTo = option("none", help=(
         "Where metrics go: 'wandb' (names from the recipe's `tracking:` section), 'tensorboard' (<stage>/tensorboard/), "
         "'jsonl' (<stage>/train_log.jsonl written live) or 'none' (train_log.jsonl only at the end)."))
@@ -126,6 +130,11 @@ class TrainingSettings:
             raise ValueError("batch_size and grad_accum must be >= 1")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.average_checkpoints < 1:
+            raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
+        if 0 < self.save_total_limit < self.average_checkpoints:
+            raise ValueError(f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "
+                             f"{self.average_checkpoints} (or 0, keep all), got {self.save_total_limit}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.utils import is_torch_bf16_gpu_available
 
 from rlhf_ads.config import Recipe, TrainingSettings
@@ -18,6 +19,7 @@ from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.modeling import resolve_dtype
 from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
+from rlhf_ads.stages.weight_averaging import average_newest_checkpoints
 from rlhf_ads.storage import atomic_write_text
 from rlhf_ads.tracking import (JsonlLogCallback, RunTracker, dump_parameter_fingerprint, is_main_process, run_name,
                                stage_artifact_files, trainer_report_to)
@@ -101,7 +103,10 @@ def start_tracking(trainer, training: TrainingSettings, recipe: Recipe, stage: s
 
 def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
     """trainer.train() with atomic checkpoints, continuing from the newest complete checkpoint when resume is
-    asked and one exists."""
+    asked and one exists; then, when asked, the mean of the newest checkpoints' weights."""
+    if training.average_checkpoints > 1 and is_deepspeed_zero3_enabled():
+        raise ConfigError("training.average_checkpoints needs whole weights in each process; under DeepSpeed "
+                          "ZeRO-3 they are partitioned: set it to 1 or use ZeRO-2")
     clear_staging(out_dir / CHECKPOINTS)
     make_checkpoints_atomic(trainer, training.save_total_limit)
     checkpoint = newest_checkpoint(out_dir) if training.resume else None
@@ -109,6 +114,9 @@ def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
         log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
     drop_autocast_forward(trainer.model)
+    if training.average_checkpoints > 1:
+        average_newest_checkpoints(trainer.model, out_dir / CHECKPOINTS, training.average_checkpoints,
+                                   trainer.state.global_step, training.save_steps)
     dump_parameter_fingerprint(out_dir.name, trainer.model.named_parameters(), trainer.state.global_step)
 
 
