@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 PREFIX = "checkpoint-"
 STAGING = ".partial-staging"
+ADAPTER_FILE = "adapter_model.safetensors"
 
 
 def staging_folder(root: Path) -> Path:
@@ -65,3 +67,18 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def saved_weights(folder: Path) -> tuple[dict[str, torch.Tensor], bool] | None:
+    """The weights a saved model folder or Trainer checkpoint holds, and whether they are a PEFT adapter (LoRA
+    matrices and modules_to_save such as a score head) rather than the full model (model.safetensors or its
+    shards); None when it holds neither."""
+    if (folder / ADAPTER_FILE).is_file():
+        return load_file(folder / ADAPTER_FILE), True
+    shards = sorted(folder.glob("model*.safetensors"))
+    if not shards:
+        return None
+    weights: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        weights.update(load_file(shard))
+    return weights, False

@@ -18,6 +18,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
+from rlhf_ads.checkpoint import saved_weights
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.modeling import SCORER_META, load_base
 
@@ -283,12 +284,10 @@ def _init_value_head_from_reward(value_head: torch.nn.Linear, reward_dir: Path) 
     """Copy the reward model's score head when it reads the same hidden size (checklist item 16)."""
     meta_file = reward_dir / SCORER_META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    for name in ("adapter_model.safetensors", "model.safetensors"):
-        if (reward_dir / name).is_file():
-            weights = load_file(reward_dir / name)
-            break
-    else:
+    saved = saved_weights(reward_dir)
+    if saved is None:
         return
+    weights = saved[0]
     score = next((v for k, v in weights.items() if k.split(".")[-2:] == ["score", "weight"]
                   or k.endswith("score.modules_to_save.default.weight")), None)
     if score is None or score.shape[-1] != value_head.weight.shape[-1]:

@@ -9,38 +9,25 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from rlhf_ads.checkpoint import PREFIX
+from rlhf_ads.checkpoint import PREFIX, saved_weights
 from rlhf_ads.errors import ConfigError
 
 log = logging.getLogger(__name__)
-ADAPTER_FILE = "adapter_model.safetensors"
-
-
-def checkpoint_weights(folder: Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """The saved weights of one Trainer checkpoint, and whether they are a PEFT adapter (LoRA matrices and
-    modules_to_save such as a score head) rather than the full model (model.safetensors or its shards)."""
-    if (folder / ADAPTER_FILE).exists():
-        return load_file(folder / ADAPTER_FILE), True
-    shards = sorted(folder.glob("model*.safetensors"))
-    if not shards:
-        raise ConfigError(f"{folder} holds no safetensors weights to average (a DeepSpeed ZeRO-3 checkpoint keeps "
-                          "only its shards unless it gathers 16-bit weights on save): set training.average_checkpoints=1")
-    weights: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        weights.update(load_file(shard))
-    return weights, False
 
 
 def mean_weights(folders: list[Path]) -> tuple[dict[str, torch.Tensor], bool]:
     """Element-wise mean, in fp32, of the weights in `folders` (each tensor keeps its saved shape). LoRA's A and
-    B are averaged apart, as PEFT's linear adapter merge does; their product is then close to the mean product
-    while the checkpoints are close."""
+    B are averaged apart: their product is close to the mean of the products only while the checkpoints are."""
     total: dict[str, torch.Tensor] = {}
     is_adapter = False
     for folder in folders:
-        weights, is_adapter = checkpoint_weights(folder)
+        saved = saved_weights(folder)
+        if saved is None:
+            raise ConfigError(f"{folder} holds no safetensors weights to average (a DeepSpeed ZeRO-3 checkpoint "
+                              "keeps only its shards unless it gathers 16-bit weights on save): "
+                              "set training.average_checkpoints=1")
+        weights, is_adapter = saved
         if total and weights.keys() != total.keys():
             raise ConfigError(f"{folder} holds other weights than {folders[0]}: checkpoints of different runs "
                               "cannot be averaged (clear the stage's checkpoints/ folder)")
@@ -56,7 +43,8 @@ def saved_steps(final_step: int, save_steps: int, count: int) -> list[int]:
     return steps[-count:]
 
 
-def average_newest_checkpoints(model, checkpoints_dir: Path, count: int, final_step: int, save_steps: int) -> list[Path]:
+def average_newest_checkpoints(model, checkpoints_dir: Path, count: int, final_step: int,
+                               save_steps: int) -> list[Path]:
     """Load into `model` (in place, keeping each parameter's dtype) the mean of the weights in the newest
     `count` checkpoints this run saved under checkpoints_dir (by their step names, so a stale checkpoint of an
     earlier, longer run is never mixed in); returns those folders, oldest first."""
@@ -65,7 +53,8 @@ def average_newest_checkpoints(model, checkpoints_dir: Path, count: int, final_s
     if len(folders) < count or missing:
         raise ConfigError(f"training.average_checkpoints={count} needs the run's newest {count} checkpoints under "
                           f"{checkpoints_dir}; {len(folders) - len(missing)} are there (missing: "
-                          f"{', '.join(missing) or 'none; the run saved fewer'}): lower save_steps or average_checkpoints")
+                          f"{', '.join(missing) or 'none; the run saved fewer'}): "
+                          "lower save_steps or average_checkpoints")
     averaged, is_adapter = mean_weights(folders)
     if is_adapter:
         from peft import set_peft_model_state_dict
