@@ -6,6 +6,7 @@ import json
 import sys
 
 import deepspeed.comm
+import torch
 from accelerate import Accelerator
 from accelerate.utils import GradientAccumulationPlugin, InitProcessGroupKwargs
 
@@ -48,6 +49,10 @@ def main() -> None:
             counts[f"{mode}/{tokens}"] = CALLS["n"]
     if accelerator.is_main_process:
         print("GATHERS " + json.dumps(counts))
+    # Leave together and close the process group: a rank that exits with the group open can abort at
+    # interpreter shutdown ("terminate called without an active exception", seen once under load).
+    accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
