@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf_ads import config
+from rlhf_ads.checkpoint import list_checkpoints
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.stages.weight_averaging import average_newest_checkpoints, saved_steps
 from tests.stages.test_reward import run_tiny
@@ -19,7 +20,7 @@ AVERAGE_3 = ["reward.training.save_steps=2", "reward.training.save_total_limit=3
 def test_reward_stage_saves_and_scores_the_mean_of_its_last_checkpoints(tmp_path, tiny_model_dir, extra,
                                                                          weights_file):
     metrics, out = run_tiny(tmp_path, tiny_model_dir, *AVERAGE_3, *extra)
-    folders = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    folders = list_checkpoints(out / "checkpoints")
     assert [f.name for f in folders] == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]
     checkpoints = [load_file(f / weights_file) for f in folders]
     saved = load_file(out / weights_file)
