@@ -8,7 +8,7 @@ trl==1.12.0; `make bench` builds benchmarks/.venv-trl112). The work: the bundled
 bundled training briefs rendered as chat prompts (the same prompt ids per step for both), batch 8 in
 minibatches of 4, 32 new tokens, one PPO epoch, a learned reward model and a value model on the same base.
 The peer runs twice, with four full models and with its LoRA option; ratios are ours over the peer's
-better figure. Ours runs with its defaults and, as a second row, with ppo.gradient_checkpointing (the
+better figure. Ours runs with its defaults and, as a second row, with ppo.training.gradient_checkpointing (the
 memory-lean setting). Writes results.json and RESULTS.md to --out.
 """
 
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-peer", action="store_true", help="Run only ours (no TRL virtualenv needed).")
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
     parser.add_argument("--ours-modes", default="lora-adapters,checkpointed", help=(
-        "Our variants: lora-adapters (the defaults), checkpointed (ppo.gradient_checkpointing)."))
+        "Our variants: lora-adapters (the defaults), checkpointed (ppo.training.gradient_checkpointing)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")

@@ -12,7 +12,7 @@ GIB = 2 ** 30
 PHASES = ["generation", "rollout_logprobs", "rollout_values", "reward", "train_forward", "backward", "optimizer",
           "other"]
 SPEED_TARGET, MEMORY_TARGET, DEFAULT_TARGET = 2.0, 0.4, 5.0
-OURS_DEFAULT, OURS_LEAN = "lora-adapters", "checkpointed"  # our modes: the defaults; ppo.gradient_checkpointing
+OURS_DEFAULT, OURS_LEAN = "lora-adapters", "checkpointed"  # our modes: the defaults; ppo.training.gradient_checkpointing
 
 
 def label(result: dict) -> str:
@@ -112,7 +112,7 @@ def _targets(summary: dict) -> list[str]:
                             "measured speed." if c.get("speed_ceiling") else ""))
     for dtype, c in summary.get("lean_comparisons", {}).items():
         if c:
-            lines.append(f"- {dtype}, ours with ppo.gradient_checkpointing: speed **x{c['speed_ratio']:.2f}**, memory "
+            lines.append(f"- {dtype}, ours with ppo.training.gradient_checkpointing: speed **x{c['speed_ratio']:.2f}**, memory "
                          f"**x{c['memory_ratio']:.2f}** (memory target <= {MEMORY_TARGET:g}: "
                          f"{_yes(c['memory_target_met'])}; speed target: {_yes(c['speed_target_met'])}).")
     d = summary["default_vs_default"]

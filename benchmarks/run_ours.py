@@ -23,20 +23,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, write_result  # noqa: E402
 
 
-MODES = {"lora-adapters": False, "checkpointed": True}  # mode -> ppo.gradient_checkpointing
+MODES = {"lora-adapters": False, "checkpointed": True}  # mode -> ppo.training.gradient_checkpointing
 
 
 def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapters"):
     """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off),
     LoRA value adapter, a learned reward model on the same base, one PPO epoch. Mode `checkpointed`
-    recomputes layer activations in the backward pass (ppo.gradient_checkpointing)."""
-    from rlhf_ads.config import DataSource, LoraSettings, ModelConfig, PPOStageConfig, Recipe, RewardSpec
+    recomputes layer activations in the backward pass (ppo.training.gradient_checkpointing)."""
+    from rlhf_ads.config import (DataSource, LoraSettings, ModelConfig, PPOStageConfig, PPOTrainingSettings, Recipe,
+                                 RewardSpec)
 
     lora = spec["lora"]
+    training = PPOTrainingSettings(learning_rate=spec["learning_rate"], save_steps=10 ** 6,
+                                   gradient_checkpointing=MODES[mode])
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
-                         temperature=spec["temperature"], top_p=1.0, learning_rate=spec["learning_rate"],
-                         save_steps=10 ** 6, log_samples=0, gradient_checkpointing=MODES[mode])
+                         temperature=spec["temperature"], top_p=1.0, log_samples=0, training=training)
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],

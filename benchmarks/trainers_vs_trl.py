@@ -135,7 +135,7 @@ def run_trl(case: str, recipe, meter: StepMeter, gradient_checkpointing: bool | 
 
     from rlhf_ads.data import load_rows, render_row_prompt, row_completion
     from rlhf_ads.modeling import resolve_base
-    from rlhf_ads.stages.common import take
+    from rlhf_ads.stages.common import sample_rows
     from rlhf_ads.stages.reward import pair_texts
 
     stage = CASES[case][0]
@@ -153,7 +153,7 @@ def run_trl(case: str, recipe, meter: StepMeter, gradient_checkpointing: bool | 
     peft_config = None if encoder or not recipe.model.use_lora else LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules="all-linear",
         task_type="CAUSAL_LM" if stage == "sft" else "SEQ_CLS")
-    rows = take(load_rows(section.train.path, "sft" if stage == "sft" else "preferences"),
+    rows = sample_rows(load_rows(section.train.path, "sft" if stage == "sft" else "preferences"),
                 training.max_train_rows, recipe.seed)
     import datasets
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from reward_models._columns import per_sample, per_sample_lists
+from rlhf_ads.rewards import ad_words, fold_plural, keywords_present
 
 CTA_VERBS = ("shop", "buy", "order", "book", "reserve", "start", "get", "try", "join", "sign up", "learn more",
              "discover", "explore", "save", "call", "request", "schedule", "apply", "download", "compare", "claim",
@@ -12,26 +13,10 @@ CTA_VERBS = ("shop", "buy", "order", "book", "reserve", "start", "get", "try", "
              "upgrade", "register", "contact", "check")
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9$%']+", text.lower())
-
-
-def _stem(word: str) -> str:
-    """Crude plural folding so 'shoe' matches 'shoes'."""
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
 def keyword_coverage(completions: list[str], prompts: list[str], keywords=None, **columns) -> list[float | None]:
     """Share of the brief's keywords whose words all appear in the ad (plurals folded); None without keywords."""
-    scores = []
-    for text, kws in zip(completions, per_sample_lists(keywords, len(completions))):
-        if not kws:
-            scores.append(None)
-            continue
-        present = {_stem(w) for w in _words(text)}
-        hits = sum(1 for kw in kws if all(_stem(w) in present for w in _words(kw)))
-        scores.append(hits / len(kws))
-    return scores
+    return [keywords_present(text, kws) if kws else None
+            for text, kws in zip(completions, per_sample_lists(keywords, len(completions)))]
 
 
 def call_to_action(completions: list[str], prompts: list[str], verbs: list[str] | None = None,
@@ -48,7 +33,7 @@ _STOPWORDS = {"with", "from", "your", "that", "this", "into", "over", "about", "
 
 
 def _fact_words(text: str) -> set[str]:
-    return {_stem(w) for w in re.findall(r"[a-z]{4,}", text.lower())} - _STOPWORDS
+    return {fold_plural(w) for w in re.findall(r"[a-z]{4,}", text.lower())} - _STOPWORDS
 
 
 def brief_facts(completions: list[str], prompts: list[str], landing_page=None, numbers: float = 0.4,
@@ -103,7 +88,7 @@ def repetition(completions: list[str], prompts: list[str], n: int = 3, **columns
     """Degeneration penalty in [-1, 0]: minus the share of repeated n-grams and immediately repeated words."""
     scores = []
     for text in completions:
-        words = _words(text)
+        words = ad_words(text)
         grams = _ngrams(words, n)
         repeated_grams = (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
         repeated_words = sum(1 for a, b in zip(words, words[1:]) if a == b) / max(1, len(words) - 1)
@@ -116,7 +101,7 @@ def batch_diversity(completions: list[str], prompts: list[str], n: int = 2, **co
     other completion of the batch; None for a batch of one."""
     if len(completions) < 2:
         return [None] * len(completions)
-    sets = [set(_ngrams(_words(t), n)) or {tuple(_words(t))} for t in completions]
+    sets = [set(_ngrams(ad_words(t), n)) or {tuple(ad_words(t))} for t in completions]
     scores = []
     for i, mine in enumerate(sets):
         closest = max(len(mine & other) / max(1, len(mine | other)) for j, other in enumerate(sets) if j != i)

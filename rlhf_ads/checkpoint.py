@@ -4,6 +4,7 @@ never leaves a half checkpoint; only the newest `keep` are kept. Also the RNG st
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+
+from rlhf_ads.errors import RlhfAdsError
 
 PREFIX = "checkpoint-"
 STAGING = ".partial-staging"
@@ -48,14 +51,18 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def newest(root: Path) -> Path | None:
-    found = list_checkpoints(root)
+def newest(root: Path, marker: str | None = None) -> Path | None:
+    """The newest complete checkpoint under root (holding the file `marker`, when given), or None."""
+    found = [p for p in list_checkpoints(root) if marker is None or (p / marker).is_file()]
     return found[-1] if found else None
 
 
 def rng_state() -> dict:
-    """Every RNG a run draws from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG a run draws from, as plain values and tensors (what `load_state` reads without unpickling)."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": dict(numpy_state, state=dict(numpy_state["state"],
+                                                   key=torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))))}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -63,10 +70,26 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state(dict(numpy_state, state=dict(numpy_state["state"],
+                                                     key=numpy_state["state"]["key"].numpy().astype(np.uint32))))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(path: Path, state: dict) -> None:
+    """A trainer state (tensors, numbers, strings, lists, tuples and dicts of them) to `path`."""
+    torch.save(state, path)
+
+
+def load_state(path: Path) -> dict:
+    """The inverse of `save_state`, with pickling refused: a checkpoint folder from elsewhere cannot run code."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RlhfAdsError(f"{path} holds more than tensors and plain values, so it is not loaded (it could run "
+                           f"code); resume from a checkpoint this version wrote. {str(exc).splitlines()[0]}") from None
 
 
 def saved_weights(folder: Path) -> tuple[dict[str, torch.Tensor], bool] | None:

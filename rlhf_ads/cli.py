@@ -39,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                                config.PPOStageConfig)):
         stage_parser = _recipe_parser(sub, stage, help_, cls, f"{stage}.")
         stage_parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    pipeline = _recipe_parser(sub, "pipeline", "SFT -> reward model -> PPO -> evaluate, each stage's output feeding "
+    pipeline_parser = _recipe_parser(sub, "pipeline", "SFT -> reward model -> PPO -> evaluate, each stage's output feeding "
                               "the next; writes <run>/report/report.html", config.Recipe, "")
-    pipeline.add_argument("--resume", action="store_true",
+    pipeline_parser.add_argument("--resume", action="store_true",
                           help="skip finished stages; continue an interrupted one from its newest checkpoint")
-    pipeline.add_argument("--stages", help="comma-separated subset to run, e.g. ppo,evaluate (default: all four)")
+    pipeline_parser.add_argument("--stages", help="comma-separated subset to run, e.g. ppo,evaluate (default: all four)")
     _recipe_parser(sub, "evaluate", "compare checkpoints (base, sft, ppo, adapter folders) on held-out briefs",
                    config.EvaluateConfig, "evaluate.")
     _recipe_parser(sub, "config", "print the resolved recipe (after defaults and overrides) as JSON",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rlhf_ads.config_schema import load_recipe, option
+from rlhf_ads.config_schema import derived, load_recipe, option
 
 ReportTo = Literal["none", "wandb", "tensorboard", "jsonl"]  # a stage's tracker (rlhf_ads.tracking)
 
@@ -87,54 +87,73 @@ class GenerateConfig:
 
 @dataclass
 class TrainingSettings:
-    """Optimizer, schedule and checkpointing of a training stage (passed to the HF/TRL trainer)."""
+    """Optimizer and checkpoints: the `training:` section every training stage has (sft, reward, ppo)."""
 
     learning_rate: float = option(2e-4, help="Peak learning rate (LoRA wants ~1e-4..5e-4; full fine-tuning ~1e-5).")
+    grad_accum: int = option(1, help="Micro-batches whose gradients add up before one optimizer step (saves memory).")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    gradient_checkpointing: bool = option(False, help=(
+        "Recompute activations in the backward pass instead of keeping them: less memory, one more forward pass "
+        "per micro-batch. Whether it is faster or slower depends on the model and the machine: measure it "
+        "(make bench-trainers, make bench)."))
+    save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
+    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
+    report_to: ReportTo = option("none", help=(
+        "Where metrics go besides the stage's own log file: 'wandb' (names from the recipe's `tracking:` section), "
+        "'tensorboard' (<stage>/tensorboard/), 'jsonl' (the log file written live) or 'none'."))
+    resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
+
+    def __post_init__(self):
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class TrainerSettings(TrainingSettings):
+    """`training:` of the stages on Hugging Face's Trainer (sft, reward): the common settings plus schedule and
+    batching."""
+
     epochs: float = option(1.0, help="Passes over the training rows (max_steps wins when set).")
     max_steps: int = option(-1, help="Stop after this many optimizer steps; -1: run the epochs.")
     batch_size: int = option(8, help="Rows per device per forward pass (pairs for the reward model).")
-    grad_accum: int = option(1, help="Forward passes per optimizer step.")
     warmup_ratio: float = option(0.05, help="Share of steps with linear learning-rate warm-up.")
-    weight_decay: float = option(0.0, help="AdamW weight decay.")
-    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
     max_length: int = option(512, help=(
         "Longest tokenized row; SFT cuts the prompt's start to fit (the ad is kept), the reward stage drops longer rows."))
-    gradient_checkpointing: bool = option(False, help=(
-        "Recompute activations in the backward pass: less memory. Measure the speed: on a 2-core CPU it made "
-        "the 135M SFT ~10% faster (less memory traffic) and the MiniLM reward model ~25% slower."))
     mixed_precision: Literal["none", "bf16"] = option("none", help=(
         "'bf16': matmuls in bf16 under autocast while weights, gradients and optimizer state stay in the model's "
-        "dtype (the trainer's bf16 mixed precision). Whether it pays depends on the CPU; `make bench-precision` "
-        "measures it: a step of the 135M reward model ran x2.7-3.0 faster on a 2-core AMD EPYC with AVX512-BF16, "
-        "where model.dtype 'auto' keeps fp32."))
+        "dtype (the trainer's bf16 mixed precision). Whether it pays depends on the CPU: `make bench-precision` "
+        "measures it."))
     group_by_length: bool = option(False, help=(
-        "Batch rows of similar token length together (in random order of batches): less padding. The reward model "
-        "on all bundled pairs pads 22% of its tokens with random batches."))
+        "Batch rows of similar token length together (in random order of batches): less padding."))
     max_train_rows: int | None = option(None, help="Use only the first N training rows (after shuffling with the seed).")
     max_eval_rows: int | None = option(400, help="Use only the first N held-out rows for evaluation.")
-    eval_steps: int = option(0, help="Evaluate every N steps during training; 0: only at the end.")
     logging_steps: int = option(10, help="Log training metrics every N steps.")
-    save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
-    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
     average_checkpoints: int = option(1, help=(
         "After training, the model becomes the uniform average of the weights in its newest N checkpoints, the "
         "last being the final step (latest weight averaging; needs save_total_limit >= N, or 0 to keep all); "
         "1: the final weights."))
-    report_to: ReportTo = option("none", help=(
-        "Where metrics go: 'wandb' (names from the recipe's `tracking:` section), 'tensorboard' (<stage>/tensorboard/), "
-        "'jsonl' (<stage>/train_log.jsonl written live) or 'none' (train_log.jsonl only at the end)."))
-    resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be >= 1")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.average_checkpoints < 1:
             raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
         if 0 < self.save_total_limit < self.average_checkpoints:
             raise ValueError(f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "
                              f"{self.average_checkpoints} (or 0, keep all), got {self.save_total_limit}")
+
+
+@dataclass
+class PPOTrainingSettings(TrainingSettings):
+    """`ppo.training`: the common settings with PPO's defaults."""
+
+    learning_rate: float = option(1e-4, help="AdamW learning rate for the policy and value adapters.")
+    weight_decay: float = option(0.01, help="AdamW weight decay (torch's AdamW default).")
+    save_steps: int = option(5, help="Checkpoint every N PPO steps (atomic; resume continues from the newest).")
 
 
 @dataclass
@@ -148,7 +167,7 @@ class SFTStageConfig:
     num_samples: int = option(24, help="Held-out briefs to write ads for after training (0: skip).")
     max_new_tokens: int = option(48, help="Token budget of each sample ad.")
     merge: bool = option(False, help="Also save the adapter merged into the base as a plain model (merged/).")
-    training: TrainingSettings = option(help="Optimizer and schedule.", factory=TrainingSettings)
+    training: TrainerSettings = option(help="Optimizer, schedule and checkpoints.", factory=TrainerSettings)
 
 
 @dataclass
@@ -177,10 +196,9 @@ class RewardStageConfig:
         "raters seen in training, or one rater (reward_model kwargs: {rater: <id>})."))
     center_rewards_coefficient: float | None = option(None, help="Reward centering weight (Eisenstein et al. 2023); e.g. 0.01.")
     limit_fit: bool = option(False, help=(
-        "The scorer also reads the ad's width as a share of the brief's limit ('87% of the limit', 'over it'). "
-        "Bundled pairs, MiniLM encoder, held-out accuracy: 0.7625 -> 0.8225 at the quickstart's 960 pairs, "
-        "0.830 -> 0.832-0.838 (two runs) on all 4,930; off by default because the quickstart's PPO, tuned without it, then wrote shorter ads."))
-    training: TrainingSettings = option(help="Optimizer and schedule.", factory=lambda: TrainingSettings(
+        "The scorer also reads the ad's width as a share of the brief's limit ('87% of the limit', 'over it'), "
+        "which a subword tokenizer cannot count; the reward model's held-out accuracy shows whether it helps."))
+    training: TrainerSettings = option(help="Optimizer, schedule and checkpoints.", factory=lambda: TrainerSettings(
         learning_rate=1e-4, batch_size=16))
 
     def __post_init__(self):
@@ -198,10 +216,27 @@ class KLSettings:
     """The KL penalty to the reference policy."""
 
     coef: float = option(0.05, help="Initial KL coefficient beta (reward -= beta * KL per token).")
-    estimator: Literal["k1", "k3"] = option("k1", help="Per-token KL estimator: k1 = log ratio, k3 = lower variance, >= 0.")
+    estimator: str = option("k1", help=lambda: "Per-token KL estimator, one of: " + "; ".join(
+        fn.__doc__.rstrip(".") for fn in _kl_estimators().values()) + ".")
     target: float | None = option(None, help="Adaptive controller target KL (Ziegler et al.: 6); None keeps beta fixed.")
     horizon: int = option(10000, help="Adaptive controller horizon, in samples.")
     stop_above: float | None = option(None, help="Stop the run (after saving) when mean KL exceeds this: a blow-up guard.")
+
+    def __post_init__(self):
+        if self.estimator not in _kl_estimators():
+            raise ValueError(f"estimator must be one of {', '.join(_kl_estimators())}, got '{self.estimator}'")
+
+
+def _reward_names() -> str:
+    from rlhf_ads.rewards.registry import names_help  # the list lives beside the reward resolver
+
+    return names_help()
+
+
+def _kl_estimators() -> dict:
+    from rlhf_ads.ppo.kl import ESTIMATORS  # the table lives beside the estimators
+
+    return ESTIMATORS
 
 
 @dataclass
@@ -218,14 +253,9 @@ class PPOStageConfig:
         "policy and value train all their weights (full-parameter PPO, ~4x the memory of 'shared')."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
-    mini_batch_size: int = option(4, help="Samples per optimizer step inside a PPO epoch.")
-    grad_accum: int = option(1, help="Micro-batches per minibatch (gradient accumulation; saves memory).")
-    gradient_checkpointing: bool = option(False, help=(
-        "Recompute each layer's activations in the backward pass instead of keeping them: the update's "
-        "activation memory falls to about a twentieth, for one more forward pass per micro-batch."))
+    mini_batch_size: int = option(4, help=(
+        "Samples per optimizer step inside a PPO epoch; split into training.grad_accum micro-batches."))
     ppo_epochs: int = option(4, help="Passes over each rollout batch.")
-    learning_rate: float = option(1e-4, help="AdamW learning rate for the policy and value adapters.")
-    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
     max_new_tokens: int = option(32, help="Response budget in tokens.")
     max_prompt_tokens: int = option(384, help="Longer prompts are cut from the left (their end, the request, is kept).")
     temperature: float = option(0.7, help="Sampling temperature; log-probs are computed from logits / temperature.")
@@ -235,7 +265,7 @@ class PPOStageConfig:
     lam: float = option(0.95, help="GAE lambda.")
     cliprange: float = option(0.2, help="Policy ratio clip.")
     cliprange_value: float = option(0.2, help="Value clip.")
-    vf_coef: float = option(0.1, help="Value loss coefficient.")
+    vf_coef: float = option(0.1, help="Value loss coefficient (the value loss's weight against the policy loss).")
     whiten_rewards: bool = option(False, help="Whiten per-token rewards (without shifting the mean) before GAE.")
     center_scores: bool = option(False, help=(
         "Subtract the rollout batch's mean score before GAE (a baseline). With a value head that starts at zero "
@@ -243,28 +273,25 @@ class PPOStageConfig:
         "EOS, otherwise gets the largest advantage, which favours stopping early."))
     critic_warmup_steps: int = option(0, help=(
         "The first N steps train the value function only; the policy stays as it is (OpenRLHF's "
-        "freezing_actor_steps; checklist item 16). Use it when the value head cannot start from the reward "
-        "model (e.g. an encoder reward model): a critic at zero makes the first advantages the raw scores."))
+        "freezing_actor_steps). Use it when the value head cannot start from the reward model (e.g. an encoder "
+        "reward model): a critic at zero makes the first advantages the raw scores."))
     kl: KLSettings = option(help="KL penalty and its controller.", factory=KLSettings)
-    save_steps: int = option(5, help="Checkpoint every N steps (atomic; resume continues from the newest).")
-    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
     log_samples: int = option(4, help="Sample generations written to samples.jsonl (and the tracker's table) each step.")
-    report_to: ReportTo = option("none", help=(
-        "Where per-step metrics and sample tables go besides metrics.jsonl (always written): 'wandb', 'tensorboard' "
-        "(<stage>/tensorboard/), or 'jsonl'/'none' (metrics.jsonl only)."))
-    resume: bool = option(False, help="Continue from the newest checkpoint (also --resume).")
+    training: PPOTrainingSettings = option(help=(
+        "AdamW over the policy and value adapters, gradient accumulation and checkpoints; per-step metrics always "
+        "go to metrics.jsonl."), factory=PPOTrainingSettings)
+    micro_batch_size: int = derived(help="mini_batch_size / training.grad_accum: samples per forward pass.")
 
     def __post_init__(self):
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size "
                              f"({self.mini_batch_size})")
-        if self.grad_accum < 1 or self.mini_batch_size % self.grad_accum:
-            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be a multiple of grad_accum "
-                             f"({self.grad_accum})")
-        if self.mini_batch_size < 2:
-            raise ValueError("mini_batch_size must be >= 2: advantages are whitened per minibatch batch")
+        if self.mini_batch_size % self.training.grad_accum:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be a multiple of training.grad_accum "
+                             f"({self.training.grad_accum})")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0 for PPO rollouts (log-probs divide by it)")
+        self.micro_batch_size = self.mini_batch_size // self.training.grad_accum
 
 
 @dataclass
@@ -290,10 +317,8 @@ class EvaluateConfig:
 class RewardSpec:
     """One component of the reward mix."""
 
-    function: str = option(help=(
-        "A registry name (length_limit, length_fit, ad_policy, keyword_coverage, call_to_action, brand_voice, "
-        "repetition, batch_diversity, reward_model, click_through), 'package.module:callable' or "
-        "'path/to/file.py:callable'."))
+    function: str = option(help=lambda: (
+        f"A registry name ({_reward_names()}), 'package.module:callable' or 'path/to/file.py:callable'."))
     name: str | None = option(None, help="Name in logs (reward/<name>); default: the function's name.")
     weight: float = option(1.0, help="Weight of this component in the sum.")
     kwargs: dict[str, Any] = option(help="Keyword arguments: passed to a class's constructor or bound to a function.",

@@ -12,18 +12,29 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import yaml
 
 from rlhf_ads.errors import ConfigError
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None) -> Any:
-    """A dataclass field with help text (shown by `--help` and in docs)."""
+def option(default: Any = dataclasses.MISSING, *, help: str | Callable[[], str], factory: Any = None) -> Any:
+    """A dataclass field with help text (shown by `--help` and in docs); a callable help is built when shown,
+    for lists that live elsewhere (the reward registry, the KL estimators)."""
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def derived(*, help: str) -> Any:
+    """A field computed once from others in `__post_init__`; a recipe cannot set it."""
+    return dataclasses.field(default=0, init=False, metadata={"help": help, "derived": True})
+
+
+def help_text(f: dataclasses.Field) -> str:
+    text = f.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def load_recipe(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
@@ -67,12 +78,14 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
+        if not f.init:
+            continue
         if dataclasses.is_dataclass(hints[f.name]):
             rows.extend(field_help(hints[f.name], key + "."))
         else:
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-            rows.append((key, f.metadata.get("help", ""), default))
+            rows.append((key, help_text(f), default))
     return rows
 
 
@@ -103,14 +116,20 @@ def _build(cls: type, data: Any, prefix: str, origin) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin(prefix.rstrip('.'))}: '{where}' must be a mapping, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in data:
+        derived_field = next((f for f in dataclasses.fields(cls) if f.name == key and not f.init), None)
+        if derived_field is not None:
+            raise ConfigError(f"{origin(prefix + str(key))}: '{prefix}{key}' is derived, not set: "
+                              f"{help_text(derived_field)}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
             raise ConfigError(f"{origin(prefix + str(key))}: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
         key = prefix + f.name
         if f.name in data:
             kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, origin)

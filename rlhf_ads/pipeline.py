@@ -31,17 +31,17 @@ def run_stage(name: str, recipe: Recipe) -> dict:
 
 def stage_output(recipe: Recipe, stage: str) -> Path:
     """The folder a stage writes its metrics.json to."""
-    folder = {"evaluate": "report", "reward": recipe.reward.output}.get(stage, stage)
+    from rlhf_ads.evaluation.evaluate import OUTPUT_FOLDER
+
+    folder = {"evaluate": OUTPUT_FOLDER, "reward": recipe.reward.output}.get(stage, stage)
     return recipe.stage_dir(folder)
 
 
 def set_resume(recipe: Recipe, stage: str) -> None:
-    """Ask a stage to continue from its newest checkpoint."""
-    section = getattr(recipe, stage, None)
-    if section is not None and hasattr(section, "training"):
-        section.training.resume = True
-    elif section is not None and hasattr(section, "resume"):
-        section.resume = True
+    """Ask a training stage (each has a `training:` section) to continue from its newest checkpoint."""
+    training = getattr(getattr(recipe, stage, None), "training", None)
+    if training is not None:
+        training.resume = True
 
 
 def parse_stages(text: str | None) -> tuple[str, ...]:

@@ -7,9 +7,7 @@ stages also pass `report_to` to their Trainer (`trainer_report_to`), whose own W
 run opened here, so the recipe's project, entity, group and tags apply; `JsonlLogCallback` writes
 <stage>/train_log.jsonl as training goes.
 
-Who is the main process: `torch.distributed`'s rank when a group exists (under DeepSpeed on CPU accelerate
-reports rank 0 on every process unless given a backend: stages.common.deepspeed_cpu_backend), else the
-launcher's RANK variable.
+Only the main process (rlhf_ads.processes) opens runs and writes files.
 """
 
 from __future__ import annotations
@@ -21,26 +19,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import TrainerCallback
 
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
+from rlhf_ads.processes import is_main_process, rank
 
 log = logging.getLogger(__name__)
 BACKENDS = ("none", "jsonl", "wandb", "tensorboard")
 FINGERPRINT_ENV = "RLHF_ADS_PARAM_FINGERPRINT_DIR"
-
-
-def process_rank() -> int:
-    """This process's global rank (0 when not distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_main_process() -> bool:
-    return process_rank() == 0
 
 
 def run_name(recipe, stage: str) -> str:
@@ -205,5 +192,5 @@ def dump_parameter_fingerprint(stage: str, named_parameters, steps: int) -> None
             digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
             count += 1
     Path(folder).mkdir(parents=True, exist_ok=True)
-    record = {"rank": process_rank(), "steps": steps, "parameters": count, "sha256": digest.hexdigest()}
-    (Path(folder) / f"{stage}-rank{process_rank()}.json").write_text(json.dumps(record))
+    record = {"rank": rank(), "steps": steps, "parameters": count, "sha256": digest.hexdigest()}
+    (Path(folder) / f"{stage}-rank{rank()}.json").write_text(json.dumps(record))

@@ -4,17 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args, cwd, env_extra=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
-    exe = Path(sys.executable).with_name("rlhf-ads")
-    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+from tests.helpers import REPO, run_cli
 
 
 def test_config_prints_resolved_recipe_with_overrides(tmp_path):

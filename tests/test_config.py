@@ -105,3 +105,36 @@ def test_every_field_has_help_text():
 def test_every_shipped_recipe_loads(name):
     recipe = config.load(REPO / "recipes" / name)
     assert recipe.run_name and recipe.sft.training.learning_rate > 0
+
+
+def test_every_training_stage_has_one_training_section_shape():
+    recipe = config.load(None, ["ppo.training.learning_rate=0.003", "sft.training.learning_rate=0.002"])
+    for stage in ("sft", "reward", "ppo"):
+        assert isinstance(getattr(recipe, stage).training, config.TrainingSettings), stage
+    assert (recipe.sft.training.learning_rate, recipe.ppo.training.learning_rate) == (0.002, 0.003)
+    with pytest.raises(ConfigError, match="unknown key 'ppo.learning_rate'"):
+        config.load(None, ["ppo.learning_rate=0.003"])
+
+
+def test_derived_sizes_are_computed_once_and_cannot_be_set():
+    recipe = config.load(None, ["ppo.mini_batch_size=8", "ppo.training.grad_accum=4", "ppo.batch_size=16"])
+    assert recipe.ppo.micro_batch_size == 2
+    assert "ppo.micro_batch_size" not in [k for k, _, _ in field_help(config.Recipe)]
+    with pytest.raises(ConfigError, match="'ppo.micro_batch_size' is derived, not set"):
+        config.load(None, ["ppo.micro_batch_size=3"])
+    with pytest.raises(ConfigError, match=r"mini_batch_size \(8\) must be a multiple of training.grad_accum \(3\)"):
+        config.load(None, ["ppo.mini_batch_size=8", "ppo.training.grad_accum=3"])
+
+
+def test_kl_estimators_and_shipped_rewards_are_listed_from_their_one_table(monkeypatch):
+    from rlhf_ads.ppo import kl
+    from rlhf_ads.rewards import registry
+
+    monkeypatch.setitem(kl.ESTIMATORS, "k2", lambda log_ratio: 0.5 * log_ratio ** 2)
+    assert config.load(None, ["ppo.kl.estimator=k2"]).ppo.kl.estimator == "k2"
+    with pytest.raises(ConfigError, match="estimator must be one of k1, k3, k2, got 'k9'"):
+        config.load(None, ["ppo.kl.estimator=k9"])
+    monkeypatch.setitem(registry.SHIPPED, "tone", registry.ShippedReward("reward_models.tone:tone", "brand tone"))
+    helps = {key: text for key, text, _ in field_help(config.RewardSpec)}
+    assert "length_limit, length_fit" in helps["function"] and "brief_facts" in helps["function"]
+    assert "tone" in helps["function"]

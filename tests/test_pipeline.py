@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ import yaml
 from rlhf_ads import config
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.pipeline import STAGES, parse_stages
+from tests.helpers import RLHF_ADS, tiny_ppo
 from tests.wandb_offline import offline_run
 
-EXE = str(Path(sys.executable).with_name("rlhf-ads"))
 TRAINING = {"max_steps": 3, "batch_size": 4, "max_train_rows": 12, "max_eval_rows": 4, "learning_rate": 0.005,
             "warmup_ratio": 0, "logging_steps": 1, "max_length": 1024}
 
@@ -25,8 +24,7 @@ def tiny_pipeline_recipe(tmp_path, model_dir) -> Path:
               "reward": {"backbone": "causal", "training": TRAINING},
               "rewards": [{"function": "reward_model", "name": "rm", "kwargs": {"path": "{run_dir}/reward"}},
                           {"function": "length_limit"}],
-              "ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 6,
-                      "max_prompt_tokens": 256, "save_steps": 1},
+              "ppo": tiny_ppo(),
               "evaluate": {"num_briefs": 4, "batch_size": 4, "max_new_tokens": 6, "report_samples": 2,
                            "report_to": "wandb"}}
     path = tmp_path / "recipe.yaml"
@@ -37,7 +35,7 @@ def tiny_pipeline_recipe(tmp_path, model_dir) -> Path:
 def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_dir):
     recipe = tiny_pipeline_recipe(tmp_path, tiny_model_dir)
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", WANDB_SILENT="true")
-    done = subprocess.run([EXE, "pipeline", str(recipe), "output_dir=out"], cwd=tmp_path, env=env,
+    done = subprocess.run([RLHF_ADS, "pipeline", str(recipe), "output_dir=out"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "out/quickstart"
@@ -55,7 +53,7 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
     tracked = offline_run(run_dir / "report")  # the same metrics reach the tracker
     assert tracked["summary"]["eval/ppo/gold"] == pytest.approx(metrics["eval/ppo/gold"])
 
-    again = subprocess.run([EXE, "pipeline", str(recipe), "output_dir=out", "--resume"], cwd=tmp_path, env=env,
+    again = subprocess.run([RLHF_ADS, "pipeline", str(recipe), "output_dir=out", "--resume"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("already finished") == len(STAGES)

@@ -25,12 +25,13 @@ def offline_wandb(monkeypatch):
 
 def test_ppo_logs_metrics_samples_config_and_adapters_to_wandb(tmp_path, tiny_model_dir, offline_wandb):
     loaded = recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=2",
-                    "ppo.report_to=wandb", "tracking.project=ads-test", "tracking.group=nightly",
+                    "ppo.training.report_to=wandb", "tracking.project=ads-test", "tracking.group=nightly",
+                    "tracking.entity=ads-team",
                     "tracking.tags=[cpu, tiny]", "tracking.log_artifacts=true")
     metrics = trainer.run(loaded)
     run = offline_run(tmp_path / "runs/quickstart/ppo")
     assert (run["run"].project, run["run"].run_group, list(run["run"].tags)) == ("ads-test", "nightly", ["cpu", "tiny"])
-    assert run["run"].display_name == "quickstart-ppo"
+    assert run["run"].display_name == "quickstart-ppo" and run["run"].entity == "ads-team"
     assert run["config"]["ppo"]["steps"] == 2 and run["config"]["tracking"]["project"] == "ads-test"
     assert run["config"]["model"]["base"] == str(tiny_model_dir)
     steps = [h for h in run["history"] if "ppo/kl" in h]
@@ -60,7 +61,7 @@ def test_sft_reports_to_the_recipe_named_wandb_run(tmp_path, tiny_model_dir, off
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
 def test_ppo_writes_tensorboard_events(tmp_path, tiny_model_dir):
     trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
-                       "ppo.report_to=tensorboard"))
+                       "ppo.training.report_to=tensorboard"))
     assert list((tmp_path / "runs/quickstart/ppo/tensorboard/quickstart-ppo").rglob("events.out.tfevents.*"))
 
 
@@ -90,6 +91,6 @@ def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch, offline_wandb)
 
 def test_unknown_report_to_is_refused():
     with pytest.raises(ConfigError, match="report_to"):
-        config.load(None, ["ppo.report_to=mlflow"])
+        config.load(None, ["ppo.training.report_to=mlflow"])
     with pytest.raises(ConfigError, match="not one of"):
         tracking.trainer_report_to("mlflow")

@@ -25,14 +25,15 @@ from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
 from rlhf_ads.generation import GeneratedBatch, adapter_active, generate_batches
+from rlhf_ads.lint import context_for, keywords_present, lint
 from rlhf_ads.modeling import load_base
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 from rlhf_ads.tracking import RunTracker
 
 log = logging.getLogger(__name__)
-STAGE = "report"
-REFERENCE = "sft"
+OUTPUT_FOLDER = "report"  # <run>/report/
+BASELINE = "sft"  # the model the others are compared with: win rates against it, KL to it
 
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
@@ -116,7 +117,7 @@ def judge_name(recipe: Recipe) -> str | None:
 
 def run(recipe: Recipe) -> dict:
     cfg = recipe.evaluate
-    out_dir = recipe.stage_dir(STAGE)
+    out_dir = recipe.stage_dir(OUTPUT_FOLDER)
     folders = model_folders(recipe)
     briefs = load_briefs(cfg.briefs.path, **data_options(cfg.briefs, out_dir))[: cfg.num_briefs]
     model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
@@ -131,15 +132,15 @@ def run(recipe: Recipe) -> dict:
     decoding = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
     metrics: dict[str, float] = {}
     per_ad: dict[str, list[dict]] = {}
-    has_reference = REFERENCE in folders and isinstance(model, PeftModel)
+    has_baseline = BASELINE in folders and isinstance(model, PeftModel)
     for name, folder in folders.items():
         adapter = None if folder is None else name
         started = time.perf_counter()
-        with_kl = has_reference and name != REFERENCE
-        ads, kls = generate_ads(model, tokenizer, prompts, adapter, REFERENCE if with_kl else None, decoding)
+        with_kl = has_baseline and name != BASELINE
+        ads, kls = generate_ads(model, tokenizer, prompts, adapter, BASELINE if with_kl else None, decoding)
         generated = time.perf_counter()
         model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
-        if has_reference:
+        if has_baseline:
             kls = kls if with_kl else [0.0] * len(ads)  # the reference against itself: exactly 0
             model_metrics["kl_to_sft"] = sum(kls) / len(kls)
             for record, kl in zip(per_ad[name], kls):
@@ -147,12 +148,12 @@ def run(recipe: Recipe) -> dict:
         log.info("evaluate: %s wrote %d ads (and their KL) in %.0f s, scored them in %.0f s", name, len(briefs),
                  generated - started, time.perf_counter() - generated)
         metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
-    if REFERENCE in per_ad:
+    if BASELINE in per_ad:
         for name in per_ad:
             key = "judge" if judge else "composite_reward"
-            if name != REFERENCE and per_ad[name] and key in per_ad[name][0]:
+            if name != BASELINE and per_ad[name] and key in per_ad[name][0]:
                 metrics[f"eval/{name}/win_rate_vs_sft"] = win_rate([r[key] for r in per_ad[name]],
-                                                                   [r[key] for r in per_ad[REFERENCE]])
+                                                                   [r[key] for r in per_ad[BASELINE]])
     samples = [{"brief_id": b.id, "platform": b.platform, "field": b.field, "max_chars": b.max_chars,
                 "product": b.product, "brand": b.brand, **{name: per_ad[name][i] for name in per_ad}}
                for i, b in enumerate(briefs)]
@@ -167,7 +168,7 @@ def run(recipe: Recipe) -> dict:
 
 def _track(recipe: Recipe, out_dir: Path, metrics: dict[str, float], samples: list[dict], names: list[str]) -> None:
     """The metrics as a summary and the sample ads as a table, in evaluate.report_to's tracker."""
-    tracker = RunTracker.start(recipe, STAGE, out_dir, recipe.evaluate.report_to)
+    tracker = RunTracker.start(recipe, OUTPUT_FOLDER, out_dir, recipe.evaluate.report_to)
     try:
         tracker.log(metrics, step=0)
         tracker.summary(metrics)
@@ -179,12 +180,9 @@ def _track(recipe: Recipe, out_dir: Path, metrics: dict[str, float], samples: li
 
 def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | None) -> tuple[dict[str, float], list[dict]]:
     """One model's ads -> (metrics without the eval/<name>/ prefix, one score record per ad)."""
-    from reward_models.copy_quality import keyword_coverage
-    from reward_models.policy import context_for, lint
-
     n = len(ads)
     violations = [lint(ad, context_for(b.platform, b.field)) for b, ad in zip(briefs, ads)]
-    coverage = keyword_coverage(ads, prompts, keywords=columns["keywords"])
+    coverage = [keywords_present(ad, keywords) if keywords else None for ad, keywords in zip(ads, columns["keywords"])]
     records = [{"ad": ad, "gold": gold_utility(b, ad), "chars": len(ad), "compliant": not v,
                 "violations": sorted({x.rule for x in v})} for b, ad, v in zip(briefs, ads, violations)]
     applicable = [c for c in coverage if c is not None]

@@ -12,18 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
+from rlhf_ads.processes import world_size
 
 
 def broadcast_parameters(params: list[torch.Tensor], src: int = 0) -> None:

@@ -1,28 +1,41 @@
-"""KL penalty to the reference: per-token estimators and the fixed / adaptive controllers."""
+"""The KL penalty to the reference: per-token estimators and the fixed / adaptive coefficient controllers.
+
+Everything about the KL lives here: `ESTIMATORS` is the table the recipe's `ppo.kl.estimator` is checked
+against (adding an estimator is one entry), and `make_controller` builds the controller from `ppo.kl`.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 
-def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Per-token KL(policy || reference) estimate from sampled tokens (Schulman 2020, "Approximating KL").
+def k1(log_ratio: torch.Tensor) -> torch.Tensor:
+    """k1 = log(p/q): unbiased, can be negative per token."""
+    return log_ratio
 
-    k1 = log(p/q): unbiased, can be negative per token.  k3 = (q/p - 1) - log(q/p): unbiased, never
-    negative, lower variance. logprobs, ref_logprobs: (B, T).
-    """
-    log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"unknown KL estimator '{estimator}'; use k1 or k3")
+
+def k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    """k3 = (q/p - 1) - log(q/p): unbiased, never negative, lower variance."""
+    return torch.expm1(-log_ratio) + log_ratio
+
+
+# name -> estimator of KL(policy || reference) per sampled token, from log(p/q) (Schulman 2020, "Approximating KL")
+ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"k1": k1, "k3": k3}
+
+
+def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token KL(policy || reference) estimate from the sampled tokens' log-probs.
+    logprobs, ref_logprobs: (B, T) -> (B, T)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown KL estimator '{estimator}'; use {' or '.join(ESTIMATORS)}")
+    return ESTIMATORS[estimator](logprobs - ref_logprobs)
 
 
 class FixedKLController:
-    """A constant KL coefficient."""
+    """A constant KL coefficient `.value`."""
 
     def __init__(self, value: float):
         self.value = value
@@ -38,7 +51,8 @@ class FixedKLController:
 
 
 class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. 2019: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n_steps / horizon."""
+    """Ziegler et al. 2019: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n_steps / horizon,
+    where n_steps is the number of samples since the last update."""
 
     def __init__(self, value: float, target: float, horizon: int):
         super().__init__(value)
@@ -49,3 +63,10 @@ class AdaptiveKLController(FixedKLController):
             return
         proportional_error = max(-0.2, min(0.2, current_kl / self.target - 1.0))
         self.value *= 1.0 + proportional_error * n_steps / self.horizon
+
+
+def make_controller(kl) -> FixedKLController:
+    """The controller a recipe's `ppo.kl` section asks for: adaptive with a target, else fixed at `coef`."""
+    if kl.target is None:
+        return FixedKLController(kl.coef)
+    return AdaptiveKLController(kl.coef, kl.target, kl.horizon)

@@ -38,12 +38,29 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = T
     return whitened if shift_mean else whitened + mean
 
 
+def token_rewards(kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                  whiten: bool = False) -> torch.Tensor:
+    """Per-token rewards (B, T): -kl_coef * kl at every token, plus each sample's score at its last response
+    token (Ziegler et al. 2019). kl, mask: (B, T); scores: (B,). With `whiten`, the rewards are scaled to unit
+    variance over the valid tokens, their mean kept (TRL's whiten_rewards)."""
+    rewards = -kl_coef * kl
+    last = mask.long().sum(1) - 1
+    rewards[torch.arange(len(last)), last] += scores
+    if whiten:
+        rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
+    return rewards
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
         lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalized advantage estimation (Schulman et al. 2016). rewards, values, mask: (B, T).
 
+        delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lam * A_{t+1}      (A after the last token = 0)
+        R_t     = A_t + V(s_t)                          (the value function's target)
+
     Positions past the response (mask false) have value 0 and reward 0, so the last valid step
-    bootstraps from 0. Returns (advantages, returns), both (B, T); returns = advantages + values.
+    bootstraps from 0. Returns (advantages, returns), both (B, T).
     """
     values = values * mask
     rewards = rewards * mask

@@ -171,10 +171,10 @@ def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) ->
         model = get_peft_model(base, lora, adapter_name=POLICY)
     model.add_adapter(VALUE, lora)
     value_head = _value_head(recipe, model.get_base_model().config.hidden_size, model.device, reward_dir)
-    ac = ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
-    if recipe.ppo.gradient_checkpointing:
+    actor_critic = ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
+    if recipe.ppo.training.gradient_checkpointing:
         checkpoint_layers(model)
-    return ac
+    return actor_critic
 
 
 def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> SeparateActorCritic:
@@ -204,11 +204,11 @@ def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> Sep
     value, _ = role_model(VALUE, trainable=True)
     hidden = (value.get_base_model() if isinstance(value, PeftModel) else value).config.hidden_size
     value_head = _value_head(recipe, hidden, policy.device, reward_dir)
-    ac = SeparateActorCritic({POLICY: policy, REFERENCE: reference, VALUE: value}, tokenizer, value_head)
-    if recipe.ppo.gradient_checkpointing:
+    actor_critic = SeparateActorCritic({POLICY: policy, REFERENCE: reference, VALUE: value}, tokenizer, value_head)
+    if recipe.ppo.training.gradient_checkpointing:
         for trained in (policy, value):
             checkpoint_layers(trained)
-    return ac
+    return actor_critic
 
 
 def checkpoint_layers(model: torch.nn.Module) -> None:
@@ -217,8 +217,8 @@ def checkpoint_layers(model: torch.nn.Module) -> None:
     tokens falls from about 20 hidden-size vectors per token and layer to one, for one more forward.
 
     Hugging Face checkpoints a layer only while that layer is in training mode and gradients are on, so
-    the layers alone get the training flag: their submodules stay in eval mode (dropout off, checklist
-    item 7), and passes without gradients (rollouts, generation with its KV cache) run as before. The
+    the layers alone get the training flag: their submodules stay in eval mode (dropout off), and passes
+    without gradients (rollouts, generation with its KV cache) run as before. The
     recompute runs with the adapter that was active in the forward pass: under DeepSpeed the policy's
     and the value's losses go backward together, after the switch to the value adapter."""
     from transformers.modeling_layers import GradientCheckpointingLayer
@@ -232,7 +232,7 @@ def checkpoint_layers(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not layers:
-        raise RlhfAdsError(f"ppo.gradient_checkpointing: {type(model).__name__} has no checkpointable layers")
+        raise RlhfAdsError(f"ppo.training.gradient_checkpointing: {type(model).__name__} has no checkpointable layers")
     for layer in layers:
         layer.training = True
 
@@ -281,7 +281,8 @@ def _value_head(recipe, hidden: int, device, reward_dir: Path | None) -> torch.n
 
 
 def _init_value_head_from_reward(value_head: torch.nn.Linear, reward_dir: Path) -> None:
-    """Copy the reward model's score head when it reads the same hidden size (checklist item 16)."""
+    """Copy the reward model's score head when it reads the same hidden size, so the critic starts out
+    scoring like the reward model (Huang et al. 2024, arXiv 2403.17031)."""
     meta_file = reward_dir / SCORER_META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     saved = saved_weights(reward_dir)

@@ -25,13 +25,14 @@ import torch
 from rlhf_ads.errors import ConfigError, RlhfAdsError
 from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.models import POLICY
+from rlhf_ads.private_apis import restore_zero3_module_hooks
 
 T = TypeVar("T")
 ZERO_FOLDER, ZERO_TAG = "zero", "state"
 
 
 def non_finite(grad_norm: float) -> RlhfAdsError:
-    return RlhfAdsError(f"non-finite gradient norm ({grad_norm}) in the PPO update; lower ppo.learning_rate or "
+    return RlhfAdsError(f"non-finite gradient norm ({grad_norm}) in the PPO update; lower ppo.training.learning_rate or "
                         "check the rewards")
 
 
@@ -103,7 +104,7 @@ def freeze_policy(optimizer: torch.optim.Optimizer, frozen: bool) -> None:
             group["frozen"] = frozen
 
 
-class _Compute(torch.nn.Module):
+class EnginePasses(torch.nn.Module):
     """The DeepSpeed engine's module: it holds the PEFT model and the value head (so ZeRO manages their
     weights) and its forward runs whatever pass the PPO loop hands it, so each pass enters through the
     engine (ZeRO-3 starts its per-forward bookkeeping there)."""
@@ -119,7 +120,7 @@ class _Compute(torch.nn.Module):
 
 class DeepSpeedOptimization:
     """The trainable weights in a DeepSpeed engine built by `accelerator.prepare`; the engine clips at
-    ppo.max_grad_norm and applies the optimizer at the end of each minibatch."""
+    ppo.training.max_grad_norm and applies the optimizer at the end of each minibatch."""
 
     restores_weights = True  # the engine checkpoint holds the trainable weights
 
@@ -134,7 +135,7 @@ class DeepSpeedOptimization:
         for param in self.params:  # ZeRO keeps only what requires grad now; PEFT turns the inactive adapter's off
             param.requires_grad_(True)
         self.torch_optimizer = optimizer  # ZeRO steps it on flat partitions, one per parameter group
-        self.engine, self.optimizer = accelerator.prepare(_Compute(model, value_head), optimizer)
+        self.engine, self.optimizer = accelerator.prepare(EnginePasses(model, value_head), optimizer)
         self._pending: list[torch.Tensor] = []
         self.zero3 = self.engine.zero_optimization_stage() == 3
 
@@ -156,8 +157,8 @@ class DeepSpeedOptimization:
             offload.forward_hooks, offload.backward_hooks = [], []
             try:
                 yield
-            finally:  # the hooks back, as the engine registered them (this also resets ZeRO's trace)
-                offload._register_deepspeed_module(offload.module)
+            finally:  # the hooks back, as the engine registered them
+                restore_zero3_module_hooks(offload)
 
     def full_weights(self):
         """Whole trainable tensors on every rank (ZeRO-3 gathers them; a collective: call on all ranks)."""
@@ -206,18 +207,20 @@ class DeepSpeedOptimization:
                                     load_lr_scheduler_states=False)
 
 
-def make_optimization(accelerator, ac, cfg):
+def make_optimization(accelerator, actor_critic, cfg):
     """FreezableAdamW over the policy and value parameter groups, in a DeepSpeedOptimization under an
     `accelerate launch` DeepSpeed config, else in a LocalOptimization."""
     from accelerate.utils import DistributedType
 
-    optimizer = FreezableAdamW([{"params": params, "role": role} for role, params in ac.trainable_parameters().items()],
-                               lr=cfg.learning_rate)
+    training = cfg.training
+    optimizer = FreezableAdamW([{"params": params, "role": role}
+                                for role, params in actor_critic.trainable_parameters().items()],
+                               lr=training.learning_rate, weight_decay=training.weight_decay)
     if accelerator.distributed_type != DistributedType.DEEPSPEED:
-        return LocalOptimization(optimizer, cfg.max_grad_norm, cfg.grad_accum)
+        return LocalOptimization(optimizer, training.max_grad_norm, training.grad_accum)
     if cfg.models != "shared":
         raise ConfigError(f"ppo.models: {cfg.models} does not run under DeepSpeed; use ppo.models: shared "
                           "(one base with policy, reference and value adapters), which ZeRO shards")
-    return DeepSpeedOptimization(accelerator, ac.model, ac.value_head, optimizer,
-                                 micro_batch_size=cfg.mini_batch_size // cfg.grad_accum,
-                                 grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm)
+    return DeepSpeedOptimization(accelerator, actor_critic.model, actor_critic.value_head, optimizer,
+                                 micro_batch_size=cfg.micro_batch_size, grad_accum=training.grad_accum,
+                                 max_grad_norm=training.max_grad_norm)

@@ -14,7 +14,7 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
 
 Writes <run>/ppo/: policy/ and value/ adapters, value_head.safetensors, metrics.jsonl,
 samples.jsonl, metrics.json; checkpoints/ (atomic) for --resume; per-step metrics and sample tables
-also go to `ppo.report_to` (rlhf_ads.tracking).
+also go to `ppo.training.report_to` (rlhf_ads.tracking).
 
 Under `accelerate launch` with N processes each rank rolls out its own `batch_size` prompts (its slice
 of one seeded permutation), samples with its own seed, and averages gradients with the others before
@@ -36,21 +36,20 @@ from accelerate import Accelerator
 from accelerate.utils import GradientAccumulationPlugin, InitProcessGroupKwargs
 from tqdm.auto import tqdm
 
-from rlhf_ads import checkpoint, tracking
+from rlhf_ads import checkpoint, processes, tracking
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import brief_from_row, data_options, load_rows, render_row_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.ppo import distributed as dist
-from rlhf_ads.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
-from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
+from rlhf_ads.ppo.kl import kl_estimate, make_controller
+from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_values, sample
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
-from rlhf_ads.stages.common import deepspeed_cpu_backend
 from rlhf_ads.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -101,12 +100,6 @@ def without_timings(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "ppo/samples_per_second" and not k.startswith("ppo/time/")}
 
 
-def make_kl_controller(kl):
-    if kl.target is None:
-        return FixedKLController(kl.coef)
-    return AdaptiveKLController(kl.coef, kl.target, kl.horizon)
-
-
 def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Path | None:
     path = Path(configured) if configured else recipe.stage_dir(stage)
     if configured and not (path / "adapter_config.json").is_file():
@@ -116,14 +109,14 @@ def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Pa
 
 
 def run(recipe: Recipe) -> dict:
-    cfg = recipe.ppo
+    cfg, training = recipe.ppo, recipe.ppo.training
     out_dir = recipe.stage_dir(STAGE)
     # under `accelerate launch`: joins the process group (gloo on CPUs, NCCL on GPUs) and picks the device;
     # the accumulation plugin stands for a DeepSpeed config's `gradient_accumulation_steps: auto`
-    backend = deepspeed_cpu_backend()
+    backend = processes.deepspeed_cpu_backend()
     accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(backend=backend)] if backend else None,
-                              gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum))
-    main = tracking.is_main_process()
+                              gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=training.grad_accum))
+    main = processes.is_main_process()
     seed_everything(recipe.seed)
     if not recipe.rewards:
         raise RlhfAdsError("ppo needs at least one reward: add a `rewards:` list to the recipe "
@@ -131,42 +124,42 @@ def run(recipe: Recipe) -> dict:
     rows = load_rows(cfg.prompts.path, ("briefs", "prompts"), **data_options(cfg.prompts, out_dir))
     rows = [dict(r, brief=brief_from_row(r)) if "platform" in r and "brief" not in r else r for r in rows]
     reward_dir = recipe.stage_dir(recipe.reward.output)
-    ac = build_actor_critic(recipe, _default_stage_dir(recipe, cfg.sft, "sft"),
+    actor_critic = build_actor_critic(recipe, _default_stage_dir(recipe, cfg.sft, "sft"),
                             reward_dir if reward_dir.is_dir() else None)
     rewards = CompositeReward.from_specs(recipe.rewards)
-    groups = ac.trainable_parameters()
+    groups = actor_critic.trainable_parameters()
     params = [p for g in groups.values() for p in g]
     dist.broadcast_parameters(params)  # every rank starts from rank 0's adapters and value head
-    if dist.world_size() > 1:
-        seed_everything(recipe.seed + dist.rank())  # each rank samples its own responses
-    optimization = make_optimization(accelerator, ac, cfg)
-    kl_ctl = make_kl_controller(cfg.kl)
+    if processes.world_size() > 1:
+        seed_everything(recipe.seed + processes.rank())  # each rank samples its own responses
+    optimization = make_optimization(accelerator, actor_critic, cfg)
+    kl_ctl = make_controller(cfg.kl)
     start_step = 0
     if main:
         checkpoint.remove_partials(out_dir / "checkpoints")
-    dist.barrier()
-    if cfg.resume and (latest := checkpoint.newest(out_dir / "checkpoints")) is not None:
-        start_step = _load_checkpoint(latest, ac, optimization, kl_ctl, rewards)
+    processes.barrier()
+    if training.resume and (latest := checkpoint.newest(out_dir / "checkpoints")) is not None:
+        start_step = _load_checkpoint(latest, actor_critic, optimization, kl_ctl, rewards)
         log.info("resumed from %s at step %d", latest, start_step)
     if main:
         _truncate_logs(out_dir, start_step)
-    tracker = tracking.RunTracker.start(recipe, STAGE, out_dir, cfg.report_to)
+    tracker = tracking.RunTracker.start(recipe, STAGE, out_dir, training.report_to)
     metrics = {}
     try:
         for step in tqdm(range(start_step, cfg.steps), desc="ppo", initial=start_step, total=cfg.steps,
                          disable=not main):
-            metrics = ppo_step(recipe, ac, optimization, kl_ctl, rewards, rows, step, out_dir, tracker)
-            if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
-                _save_checkpoint(out_dir, step + 1, ac, optimization, kl_ctl, rewards, cfg.save_total_limit)
+            metrics = ppo_step(recipe, actor_critic, optimization, kl_ctl, rewards, rows, step, out_dir, tracker)
+            if (step + 1) % training.save_steps == 0 or step + 1 == cfg.steps:
+                _save_checkpoint(out_dir, step + 1, actor_critic, optimization, kl_ctl, rewards, training.save_total_limit)
             if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
-                _save_checkpoint(out_dir, step + 1, ac, optimization, kl_ctl, rewards, cfg.save_total_limit)
+                _save_checkpoint(out_dir, step + 1, actor_critic, optimization, kl_ctl, rewards, training.save_total_limit)
                 raise KLBlowUp(f"mean KL {metrics['ppo/kl']:.2f} passed ppo.kl.stop_above={cfg.kl.stop_above} at "
-                               f"step {step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.learning_rate, "
+                               f"step {step + 1}; the run is saved in {out_dir}/checkpoints. Lower ppo.training.learning_rate, "
                                "raise ppo.kl.coef or set ppo.kl.target, then resume with --resume")
         with optimization.full_weights():  # a collective under ZeRO-3: every rank enters
-            tracking.dump_parameter_fingerprint(STAGE, _named_trainable(ac), cfg.steps - start_step)
+            tracking.dump_parameter_fingerprint(STAGE, _named_trainable(actor_critic), cfg.steps - start_step)
             if main:
-                _save_final(out_dir, ac)
+                _save_final(out_dir, actor_critic)
         if main:
             atomic_write_text(out_dir / "metrics.json",
                               json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
@@ -174,31 +167,31 @@ def run(recipe: Recipe) -> dict:
             if recipe.tracking.log_artifacts:
                 name = f"{tracking.run_name(recipe, STAGE)}-adapters"
                 tracker.log_artifact(tracking.stage_artifact_files(out_dir), name)
-        dist.barrier()
+        processes.barrier()
     finally:
         tracker.finish()
     return metrics
 
 
-def _named_trainable(ac: ActorCritic):
-    for role, params in ac.trainable_parameters().items():
+def _named_trainable(actor_critic: ActorCritic):
+    for role, params in actor_critic.trainable_parameters().items():
         yield from ((f"{role}.{i}", p) for i, p in enumerate(params))
 
 
-def ppo_step(recipe: Recipe, ac: ActorCritic, optimization, kl_ctl, rewards: CompositeReward, rows: list[dict],
+def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, rewards: CompositeReward, rows: list[dict],
              step: int, out_dir: Path, tracker: tracking.RunTracker | None = None) -> dict:
     """One PPO step; returns its metrics, averaged over ranks (the main process appends them to
     metrics.jsonl and sends them, with a table of samples, to the tracker)."""
     cfg = recipe.ppo
     started = time.perf_counter()
-    indices = batch_indices(len(rows), cfg.batch_size, step, recipe.seed, dist.rank(), dist.world_size())
+    indices = batch_indices(len(rows), cfg.batch_size, step, recipe.seed, processes.rank(), processes.world_size())
     batch_rows = [rows[i] for i in indices]
-    prompts = [render_row_prompt(r, ac.tokenizer) for r in batch_rows]
+    prompts = [render_row_prompt(r, actor_critic.tokenizer) for r in batch_rows]
     # 1. rollout with the policy adapter
-    query, query_mask, cut = encode_prompts(ac.tokenizer, prompts, cfg.max_prompt_tokens)
-    ac.use(POLICY)
+    query, query_mask, cut = encode_prompts(actor_critic.tokenizer, prompts, cfg.max_prompt_tokens)
+    actor_critic.use(POLICY)
     with optimization.generation():
-        rollout = sample(ac.model, ac.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+        rollout = sample(actor_critic.model, actor_critic.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
                          temperature=cfg.temperature, top_p=cfg.top_p)
     timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
@@ -211,24 +204,21 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimization, kl_ctl, rewards: Com
     # 3. log-probs of the sampled tokens under policy and reference, and values
     with torch.no_grad():
         logprobs = rollout.logprobs  # from sampling: the policy needs no second pass
-        with ac.reference_context():
-            ref_logprobs = optimization.forward(lambda: response_logprobs(ac.model, rollout, cfg.temperature))
-        ac.use(VALUE)
-        values = optimization.forward(lambda: response_values(ac.trunk, ac.value_head, rollout))
+        with actor_critic.reference_context():
+            ref_logprobs = optimization.forward(lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature))
+        actor_critic.use(VALUE)
+        values = optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, rollout))
     mask = rollout.response_mask
     timer.lap("old_stats")
     # 4. per-token rewards: -beta * KL, plus the score at the last response token
     kl = kl_estimate(logprobs, ref_logprobs, cfg.kl.estimator) * mask
-    token_rewards = -kl_ctl.value * kl
-    last = mask.long().sum(1) - 1
-    token_rewards[torch.arange(len(last)), last] += scores - scores.mean() if cfg.center_scores else scores
-    if cfg.whiten_rewards:
-        token_rewards = masked_whiten(token_rewards, mask, shift_mean=False) * mask
+    rewards_per_token = token_rewards(kl, scores - scores.mean() if cfg.center_scores else scores, mask,
+                                      kl_ctl.value, cfg.whiten_rewards)
     # 5. advantages with GAE, whitened over the batch
-    advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages, returns = gae(rewards_per_token, values, mask, cfg.gamma, cfg.lam)
     advantages = masked_whiten(advantages, mask) * mask
     # 6. PPO epochs over shuffled minibatches (value only during the critic warm-up)
-    train_stats = _update(cfg, ac, optimization, rollout, logprobs, values, advantages, returns,
+    train_stats = _update(cfg, actor_critic, optimization, rollout, logprobs, values, advantages, returns,
                           train_policy=step >= cfg.critic_warmup_steps)
     timer.lap("update")
     # 7. metrics, KL controller, samples
@@ -242,9 +232,9 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimization, kl_ctl, rewards: Com
     if all(r.get("brief") is not None for r in batch_rows):
         metrics["gold/utility"] = sum(gold_utility(r["brief"], t) for r, t in zip(batch_rows, rollout.texts)) / len(batch_rows)
     metrics = dist.average_metrics(metrics)
-    kl_ctl.update(metrics["ppo/kl"], cfg.batch_size * dist.world_size())
+    kl_ctl.update(metrics["ppo/kl"], cfg.batch_size * processes.world_size())
     metrics["ppo/kl_coef"] = kl_ctl.value
-    if tracking.is_main_process():
+    if processes.is_main_process():
         _append(out_dir / "metrics.jsonl", metrics)
         samples = [{"step": step + 1, "prompt_id": row.get("id") or row.get("brief_id"), "response": text, "score": score}
                    for row, text, score in list(zip(batch_rows, rollout.texts, scores.tolist()))[: cfg.log_samples]]
@@ -257,7 +247,7 @@ def ppo_step(recipe: Recipe, ac: ActorCritic, optimization, kl_ctl, rewards: Com
     return metrics
 
 
-def _update(cfg, ac: ActorCritic, optimization, rollout, old_logprobs, old_values, advantages, returns,
+def _update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logprobs, old_values, advantages, returns,
             train_policy: bool = True) -> dict:
     """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
     `grad_accum` micro-batches whose gradients add up (and are averaged over ranks) before one optimizer
@@ -267,21 +257,21 @@ def _update(cfg, ac: ActorCritic, optimization, rollout, old_logprobs, old_value
     optimization.train_policy(train_policy)
     for _ in range(cfg.ppo_epochs):
         for minibatch in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
-            for index in minibatch.split(cfg.mini_batch_size // cfg.grad_accum):
+            for index in minibatch.split(cfg.micro_batch_size):
                 mb = rollout.select(index)
                 mask = mb.response_mask
                 logged = {}
                 if train_policy:
-                    ac.use(POLICY)
+                    actor_critic.use(POLICY)
                     new_logprobs, entropy = optimization.forward(
-                        lambda: response_logprobs(ac.model, mb, cfg.temperature, with_entropy=True))
+                        lambda: response_logprobs(actor_critic.model, mb, cfg.temperature, with_entropy=True))
                     pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
                                                     cfg.cliprange)
                     optimization.backward(pg_loss)
                     logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
                               "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
-                ac.use(VALUE)
-                new_values = optimization.forward(lambda: response_values(ac.trunk, ac.value_head, mb))
+                actor_critic.use(VALUE)
+                new_values = optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, mb))
                 vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
                 optimization.backward(cfg.vf_coef * vf_loss)
                 optimization.end_micro_batch()
@@ -307,47 +297,47 @@ def _truncate_logs(out_dir: Path, step: int) -> None:
             atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _save_checkpoint(out_dir: Path, step: int, ac, optimization, kl_ctl, rewards, keep: int) -> None:
+def _save_checkpoint(out_dir: Path, step: int, actor_critic, optimization, kl_ctl, rewards, keep: int) -> None:
     """Every rank writes into one staging folder (its RNG state travels to the main process; under
     DeepSpeed each rank writes its ZeRO shards); the main process writes the adapters and the state,
     then renames the folder to checkpoints/checkpoint-<step> (checkpoint.py)."""
     root = out_dir / "checkpoints"
     staging = checkpoint.staging_folder(root)
     rng_per_rank = dist.gather_objects(checkpoint.rng_state())
-    main = tracking.is_main_process()
+    main = processes.is_main_process()
     if main:
         shutil.rmtree(staging, ignore_errors=True)  # a save that raised half-way
         staging.mkdir(parents=True)
-    dist.barrier()
+    processes.barrier()
     trainer_state = optimization.save(staging)
     with optimization.full_weights():
         if main:
-            ac.save_weights(staging)
+            actor_critic.save_weights(staging)
     if main:
-        torch.save({**trainer_state, "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank}, staging / "trainer.pt")
+        checkpoint.save_state(staging / "trainer.pt", {**trainer_state, "rng_per_rank": rng_per_rank})
         (staging / "state.json").write_text(json.dumps({"step": step, "kl": kl_ctl.state_dict(),
                                                         "rewards": rewards.state_dict()}))
         checkpoint.publish(staging, root / f"{checkpoint.PREFIX}{step}")
         checkpoint.prune(root, keep)
-    dist.barrier()
+    processes.barrier()
 
 
-def _load_checkpoint(folder: Path, ac, optimization, kl_ctl, rewards) -> int:
-    saved = torch.load(folder / "trainer.pt", weights_only=False)
+def _load_checkpoint(folder: Path, actor_critic, optimization, kl_ctl, rewards) -> int:
+    saved = checkpoint.load_state(folder / "trainer.pt")
     if not optimization.restores_weights:
-        ac.load_weights(folder)
+        actor_critic.load_weights(folder)
     optimization.load(folder, saved)
-    per_rank = saved.get("rng_per_rank") or [saved["rng"]]
-    if len(per_rank) != dist.world_size():
+    per_rank = saved["rng_per_rank"]
+    if len(per_rank) != processes.world_size():
         log.warning("checkpoint saved with %d processes, resuming with %d: sampling will not repeat exactly",
-                    len(per_rank), dist.world_size())
-    checkpoint.set_rng_state(per_rank[dist.rank() % len(per_rank)])
+                    len(per_rank), processes.world_size())
+    checkpoint.set_rng_state(per_rank[processes.rank() % len(per_rank)])
     state = json.loads((folder / "state.json").read_text())
     kl_ctl.load_state_dict(state["kl"])
     rewards.load_state_dict(state["rewards"])
     return int(state["step"])
 
 
-def _save_final(out_dir: Path, ac: ActorCritic) -> None:
-    ac.save_weights(out_dir)
-    ac.tokenizer.save_pretrained(str(out_dir))
+def _save_final(out_dir: Path, actor_critic: ActorCritic) -> None:
+    actor_critic.save_weights(out_dir)
+    actor_critic.tokenizer.save_pretrained(str(out_dir))

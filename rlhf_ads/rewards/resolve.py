@@ -12,21 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlhf_ads.rewards.protocol import RewardError
+from rlhf_ads.rewards.registry import SHIPPED
 
-# Registry name -> "module:callable" of the rewards shipped in reward_models/ (imported lazily).
-REGISTRY: dict[str, str] = {
-    "length_limit": "reward_models.platform:length_limit",
-    "length_fit": "reward_models.platform:length_fit",
-    "ad_policy": "reward_models.policy:ad_policy",
-    "keyword_coverage": "reward_models.copy_quality:keyword_coverage",
-    "call_to_action": "reward_models.copy_quality:call_to_action",
-    "brief_facts": "reward_models.copy_quality:brief_facts",
-    "brand_voice": "reward_models.copy_quality:BrandVoice",
-    "repetition": "reward_models.copy_quality:repetition",
-    "batch_diversity": "reward_models.copy_quality:batch_diversity",
-    "reward_model": "reward_models.learned:LearnedReward",
-    "click_through": "reward_models.learned:ClickThroughReward",
-}
+# Registry name -> "module:callable" of a shipped reward (imported lazily), or an object registered in-process.
+REGISTRY: dict[str, Any] = {name: entry.target for name, entry in SHIPPED.items()}
 
 
 def register_reward(name: str) -> Callable:

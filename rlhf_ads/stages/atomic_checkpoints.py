@@ -12,45 +12,38 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
 from rlhf_ads import checkpoint
-from rlhf_ads.tracking import is_main_process
-
-
-def _barrier() -> None:
-    # torch.distributed directly: right even where accelerate is not (a world of 1 under DeepSpeed on CPUs
-    # when not given a backend)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+from rlhf_ads.private_apis import wrap_trainer_checkpoint_save
+from rlhf_ads.processes import barrier, is_main_process
 
 
 def make_checkpoints_atomic(trainer, keep: int) -> None:
-    """Route `trainer`'s checkpoint saves through the staging folder (wraps its `_save_checkpoint`)."""
+    """Route `trainer`'s checkpoint saves through the staging folder."""
     root = Path(trainer.args.output_dir)
     staging = checkpoint.staging_folder(root)
-    save_in_place = trainer._save_checkpoint
 
-    def save_atomically(model, trial=None):
-        trainer.args.output_dir = str(staging)
-        try:
-            save_in_place(model, trial)
-        finally:
-            trainer.args.output_dir = str(root)
-        _barrier()  # every rank has written its part
-        if is_main_process():
-            name = f"{checkpoint.PREFIX}{trainer.state.global_step}"
-            checkpoint.publish(staging / name, root / name)
-            shutil.rmtree(staging, ignore_errors=True)
-            checkpoint.prune(root, keep)
-        _barrier()
+    def atomically(save_in_place):
+        def save_atomically(model, trial=None):
+            trainer.args.output_dir = str(staging)
+            try:
+                save_in_place(model, trial)
+            finally:
+                trainer.args.output_dir = str(root)
+            barrier()  # every rank has written its part
+            if is_main_process():
+                name = f"{checkpoint.PREFIX}{trainer.state.global_step}"
+                checkpoint.publish(staging / name, root / name)
+                shutil.rmtree(staging, ignore_errors=True)
+                checkpoint.prune(root, keep)
+            barrier()
+        return save_atomically
 
-    trainer._save_checkpoint = save_atomically
+    wrap_trainer_checkpoint_save(trainer, atomically)
 
 
 def clear_staging(checkpoints_dir: Path) -> None:
     """Delete what a killed save left (main process only; call before training)."""
     if is_main_process() and Path(checkpoints_dir).is_dir():
         checkpoint.remove_partials(Path(checkpoints_dir))
-    _barrier()
+    barrier()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,23 @@ import torch
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.utils import is_torch_bf16_gpu_available
 
-from rlhf_ads.config import Recipe, TrainingSettings
+from rlhf_ads import checkpoint
+from rlhf_ads.config import Recipe, TrainerSettings
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.modeling import resolve_dtype
+from rlhf_ads.processes import deepspeed_cpu_backend, is_main_process
 from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
 from rlhf_ads.stages.weight_averaging import average_newest_checkpoints
 from rlhf_ads.storage import atomic_write_text
-from rlhf_ads.tracking import (JsonlLogCallback, RunTracker, dump_parameter_fingerprint, is_main_process, run_name,
-                               stage_artifact_files, trainer_report_to)
+from rlhf_ads.tracking import (JsonlLogCallback, RunTracker, dump_parameter_fingerprint, run_name, stage_artifact_files,
+                               trainer_report_to)
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 
 
-def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
+def trainer_args(args_class, training: TrainerSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
     """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints."""
     report_to = [b for b in trainer_report_to(training.report_to) if b != "tensorboard"]  # ours: see add_tracking
     bf16 = resolve_dtype(recipe.model.dtype) == "bf16" or training.mixed_precision == "bf16"
@@ -36,29 +37,18 @@ def trainer_args(args_class, training: TrainingSettings, out_dir: Path, recipe: 
         output_dir=str(out_dir / CHECKPOINTS), learning_rate=training.learning_rate,
         num_train_epochs=training.epochs, max_steps=training.max_steps,
         per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.grad_accum, warmup_steps=training.warmup_ratio,
+        gradient_accumulation_steps=training.grad_accum,
+        warmup_steps=training.warmup_ratio,  # transformers 5: a float below 1 is that share of the steps
         weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
         lr_scheduler_type="linear", logging_steps=training.logging_steps,
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
-        eval_strategy="steps" if training.eval_steps else "no", eval_steps=training.eval_steps or None,
+        eval_strategy="no",  # each stage evaluates its held-out rows after training
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
         gradient_checkpointing=training.gradient_checkpointing,
         bf16=bf16, use_cpu=bf16 and not is_torch_bf16_gpu_available(),  # else transformers refuses bf16 on a CPU
         disable_tqdm=False, dataloader_num_workers=0,
         ddp_backend=deepspeed_cpu_backend(), **extra)
-
-
-def deepspeed_cpu_backend() -> str | None:
-    """DeepSpeed's collective backend (gloo, or ccl with oneCCL) when `accelerate launch` runs DeepSpeed
-    on CPUs (DS_ACCELERATOR=cpu), else None. accelerate only reads the world size and rank from a group
-    it is given a backend for: without one, every rank calls itself rank 0 of 1 and ZeRO's batch check fails."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
-        return None
-    from deepspeed.accelerator import get_accelerator
-
-    accelerator = get_accelerator()
-    return accelerator.communication_backend_name() if accelerator.device_name() == "cpu" else None
 
 
 def require_trainable(model_cfg) -> None:
@@ -78,14 +68,7 @@ def keep_trainable_dtype(trainer, dtype: str) -> None:
             param.data = param.data.float()
 
 
-def newest_checkpoint(out_dir: Path) -> str | None:
-    """The newest complete `checkpoint-N` folder under out_dir/checkpoints, if any."""
-    folders = [p for p in (out_dir / CHECKPOINTS).glob("checkpoint-*")
-               if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
-    return str(max(folders, key=lambda p: int(p.name.split("-")[-1]))) if folders else None
-
-
-def start_tracking(trainer, training: TrainingSettings, recipe: Recipe, stage: str, out_dir: Path) -> RunTracker:
+def start_tracking(trainer, training: TrainerSettings, recipe: Recipe, stage: str, out_dir: Path) -> RunTracker:
     """Open the tracker run (full resolved config; W&B names from `tracking:`) before training: HF's W&B
     callback then logs into this run. TensorBoard gets a callback writing <stage>/tensorboard/<run>-train;
     jsonl a callback writing <stage>/train_log.jsonl live."""
@@ -101,7 +84,7 @@ def start_tracking(trainer, training: TrainingSettings, recipe: Recipe, stage: s
     return tracker
 
 
-def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
+def train(trainer, training: TrainerSettings, out_dir: Path) -> None:
     """trainer.train() with atomic checkpoints, continuing from the newest complete checkpoint when resume is
     asked and one exists; then, when asked, the mean of the newest checkpoints' weights."""
     if training.average_checkpoints > 1 and is_deepspeed_zero3_enabled():
@@ -109,10 +92,10 @@ def train(trainer, training: TrainingSettings, out_dir: Path) -> None:
                           "ZeRO-3 they are partitioned: set it to 1 or use ZeRO-2")
     clear_staging(out_dir / CHECKPOINTS)
     make_checkpoints_atomic(trainer, training.save_total_limit)
-    checkpoint = newest_checkpoint(out_dir) if training.resume else None
+    latest = checkpoint.newest(out_dir / CHECKPOINTS, marker="trainer_state.json") if training.resume else None
     if training.resume:
-        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
-    trainer.train(resume_from_checkpoint=checkpoint)
+        log.info("resuming from %s", latest or "scratch (no checkpoint yet)")
+    trainer.train(resume_from_checkpoint=str(latest) if latest else None)
     drop_autocast_forward(trainer.model)
     if training.average_checkpoints > 1:
         average_newest_checkpoints(trainer.model, out_dir / CHECKPOINTS, training.average_checkpoints,
@@ -143,7 +126,7 @@ def loss_curve(trainer) -> list[float]:
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
-def take(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+def sample_rows(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
     """At most `limit` rows, drawn reproducibly (all rows when limit is None)."""
     if limit is None or limit >= len(rows):
         return rows

@@ -25,11 +25,11 @@ from rlhf_ads.data import (SCORER_INPUT, Brief, data_options, load_rows, message
 from rlhf_ads.errors import DataError
 from rlhf_ads.evaluation.metrics import click_log_loss, pairwise_accuracy, weighted_auc
 from rlhf_ads.modeling import SCORER_META, encode_for_scoring, load_base, score_sequences
+from rlhf_ads.processes import is_main_process
 from rlhf_ads.seeding import seed_everything
-from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, save_trained_model,
-                                    start_tracking, take, train, trainer_args, write_stage_outputs)
+from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, sample_rows,
+                                    save_trained_model, start_tracking, train, trainer_args, write_stage_outputs)
 from rlhf_ads.storage import atomic_write_text
-from rlhf_ads.tracking import is_main_process
 
 
 def load_scorer_for_training(recipe: Recipe):
@@ -137,10 +137,10 @@ def run(recipe: Recipe) -> dict:
     model, tokenizer, meta = load_scorer_for_training(recipe)
     # 2. data
     kind = "preferences" if cfg.kind == "pairwise" else "clicks"
-    train_rows = take(load_rows(cfg.train.path, kind, **data_options(cfg.train, out_dir)), training.max_train_rows,
-                      recipe.seed)
-    eval_rows = take(load_rows(cfg.eval.path, kind, **data_options(cfg.eval, out_dir)), training.max_eval_rows,
-                     recipe.seed)
+    train_rows = sample_rows(load_rows(cfg.train.path, kind, **data_options(cfg.train, out_dir)),
+                             training.max_train_rows, recipe.seed)
+    eval_rows = sample_rows(load_rows(cfg.eval.path, kind, **data_options(cfg.eval, out_dir)),
+                            training.max_eval_rows, recipe.seed)
     if cfg.rater_column:
         meta.update(rater_column=cfg.rater_column, raters=raters_of(train_rows, cfg.rater_column, cfg.train.path))
         raters_of(eval_rows, cfg.rater_column, cfg.eval.path)
@@ -172,14 +172,14 @@ def run(recipe: Recipe) -> dict:
     metrics.update(held_out)
     if is_main_process():  # known now; the score scale below can take as long again on a CPU
         print(json.dumps(held_out), flush=True)
-    sample_rows = take(load_rows(cfg.score_samples.path, "sft", **data_options(cfg.score_samples, out_dir)),
-                       cfg.max_score_rows or training.max_eval_rows, recipe.seed)
-    sample_scores = rater_mean_scores(score, [row_context(r) for r in sample_rows],
-                                      [row_completion(r) for r in sample_rows], meta.get("raters", [None]),
-                                      [text_brief(r, cfg.limit_fit) for r in sample_rows])
+    score_rows = sample_rows(load_rows(cfg.score_samples.path, "sft", **data_options(cfg.score_samples, out_dir)),
+                             cfg.max_score_rows or training.max_eval_rows, recipe.seed)
+    sample_scores = rater_mean_scores(score, [row_context(r) for r in score_rows],
+                                      [row_completion(r) for r in score_rows], meta.get("raters", [None]),
+                                      [text_brief(r, cfg.limit_fit) for r in score_rows])
     meta.update(score_mean=statistics.fmean(sample_scores), score_std=statistics.pstdev(sample_scores))
     metrics.update({"rm/sft_score_mean": meta["score_mean"], "rm/sft_score_std": meta["score_std"],
-                    "rm/sft_score_rows": len(sample_rows)})
+                    "rm/sft_score_rows": len(score_rows)})
     # 5. save: adapter + score head (modules_to_save) or full model, tokenizer, metadata
     #    (files from the main process only; ZeRO-3 shards are gathered first)
     save_trained_model(trainer, out_dir)

@@ -7,6 +7,7 @@ base vs SFT), metrics.json, train_log.jsonl; checkpoints under sft/checkpoints/.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 
@@ -18,12 +19,14 @@ from rlhf_ads.data import data_options, load_briefs, load_rows, render_prompt, r
 from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
 from rlhf_ads.platforms import width_for
+from rlhf_ads.private_apis import compact_lm_head_on_cpus
+from rlhf_ads.processes import is_main_process
 from rlhf_ads.seeding import seed_everything
-from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, save_trained_model,
-                                    start_tracking, take, train, trainer_args, write_stage_outputs)
+from rlhf_ads.stages.common import (keep_trainable_dtype, loss_curve, require_trainable, sample_rows,
+                                    save_trained_model, start_tracking, train, trainer_args, write_stage_outputs)
 from rlhf_ads.storage import atomic_write_text
-from rlhf_ads.tracking import is_main_process
 
+log = logging.getLogger(__name__)
 STAGE = "sft"
 
 
@@ -49,20 +52,10 @@ def score_labelled_positions_only() -> None:
 
     TRL does so on Triton devices; elsewhere it projects every position to keep tile shapes fixed for
     compilers (Neuron). Eager CPUs compile nothing, and in the quickstart's SFT 8 of 9 positions are prompt or
-    padding: projecting them through the 49k-token head took 40% of each step. Loss, gradients and logged
-    metrics are unchanged (the same rows, projected in another order). Idempotent; a TRL without the hook
-    is left as it is."""
-    import trl.trainer.utils as trl_utils
-
-    compact_on = getattr(trl_utils, "_use_triton", None)
-    if compact_on is None or getattr(compact_on, "includes_cpu", False):
-        return
-
-    def compact_on_cpu_too(device) -> bool:
-        return device.type == "cpu" or compact_on(device)
-
-    compact_on_cpu_too.includes_cpu = True
-    trl_utils._use_triton = compact_on_cpu_too
+    padding, which the 49k-token head would otherwise project. Loss, gradients and logged metrics are
+    unchanged (the same rows, projected in another order)."""
+    if not compact_lm_head_on_cpus():
+        log.info("this TRL has no switch for its compact LM head path; SFT projects every position")
 
 
 def run(recipe: Recipe) -> dict:
@@ -76,10 +69,10 @@ def run(recipe: Recipe) -> dict:
     model, tokenizer = load_base(model_cfg.base, dtype=model_cfg.dtype, load_in_4bit=model_cfg.load_in_4bit,
                                  lora=lora, cache_dir=model_cfg.cache_dir)
     # 2. data: validated rows -> prompt/completion
-    train_rows = take(load_rows(cfg.train.path, "sft", **data_options(cfg.train, out_dir)),
-                      cfg.training.max_train_rows, recipe.seed)
-    eval_rows = take(load_rows(cfg.eval.path, "sft", **data_options(cfg.eval, out_dir)),
-                     cfg.training.max_eval_rows, recipe.seed)
+    train_rows = sample_rows(load_rows(cfg.train.path, "sft", **data_options(cfg.train, out_dir)),
+                             cfg.training.max_train_rows, recipe.seed)
+    eval_rows = sample_rows(load_rows(cfg.eval.path, "sft", **data_options(cfg.eval, out_dir)),
+                            cfg.training.max_eval_rows, recipe.seed)
     # 3. train with TRL, resuming when asked
     args = trainer_args(SFTConfig, cfg.training, out_dir, recipe, completion_only_loss=True, packing=False,
                         max_length=cfg.training.max_length, dataset_num_proc=None)

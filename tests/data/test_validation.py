@@ -88,3 +88,16 @@ def test_all_rows_bad_is_an_error_even_when_skipping(tmp_path):
     path.write_text(json.dumps({"prompt": "P", "chosen": "A", "rejected": "A"}) + "\n")
     with pytest.raises(DataError, match="no usable rows"):
         load_rows(str(path), "preferences", on_error="skip")
+
+
+def test_a_data_sources_max_text_chars_is_the_limit_applied(tmp_path):
+    from rlhf_ads import config
+    from rlhf_ads.data import data_options
+
+    path = tmp_path / "sft.jsonl"
+    path.write_text(json.dumps({"prompt": "P", "completion": "x" * 50}) + "\n")
+    source = config.load(None, [f"sft.train.path={path}", "sft.train.max_text_chars=40"]).sft.train
+    with pytest.raises(DataError, match=r"over-long text \(50 > 40"):
+        load_rows(source.path, "sft", **data_options(source))
+    source.max_text_chars = 60
+    assert len(load_rows(source.path, "sft", **data_options(source))) == 1

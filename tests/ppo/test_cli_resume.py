@@ -5,15 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import yaml
 
 from rlhf_ads.ppo.trainer import without_timings
-
-EXE = str(Path(sys.executable).with_name("rlhf-ads"))
+from tests.helpers import RLHF_ADS, tiny_ppo
 
 
 def write_recipe(tmp_path, model_dir):
@@ -23,8 +20,7 @@ def write_recipe(tmp_path, model_dir):
         "    return [min(len(c), 20) / 20 for c in completions]\n")
     recipe = {"model": {"base": str(model_dir), "dtype": "fp32"},
               "rewards": [{"function": "my_reward.py:score", "name": "mine"}],
-              "ppo": {"steps": 4, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 6,
-                      "max_prompt_tokens": 256, "save_steps": 1}}
+              "ppo": tiny_ppo(steps=4)}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -38,12 +34,12 @@ def metrics(folder):
 def test_user_reward_file_drives_ppo_and_sigkill_resume_matches(tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    straight = subprocess.run([EXE, "ppo", str(recipe), "output_dir=a"], cwd=tmp_path, env=env, capture_output=True,
+    straight = subprocess.run([RLHF_ADS, "ppo", str(recipe), "output_dir=a"], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert all("reward/mine" in m for m in metrics(tmp_path / "a"))
 
-    proc = subprocess.Popen([EXE, "ppo", str(recipe), "output_dir=b"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([RLHF_ADS, "ppo", str(recipe), "output_dir=b"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "b/quickstart/ppo/checkpoints"
     deadline = time.time() + 300
@@ -51,7 +47,7 @@ def test_user_reward_file_drives_ppo_and_sigkill_resume_matches(tmp_path, tiny_m
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed = subprocess.run([EXE, "ppo", str(recipe), "output_dir=b", "--resume"], cwd=tmp_path, env=env,
+    resumed = subprocess.run([RLHF_ADS, "ppo", str(recipe), "output_dir=b", "--resume"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics(tmp_path / "b") == metrics(tmp_path / "a")

@@ -9,7 +9,7 @@ import torch
 
 from rlhf_ads.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from rlhf_ads.ppo.losses import (entropy_from_logits, gae, logprobs_from_logits, masked_mean, masked_var, masked_whiten,
-                                 policy_loss, value_loss)
+                                 policy_loss, token_rewards, value_loss)
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "trl_1_12_0.json").read_text())
 T = {k: torch.tensor(v) for k, v in GOLDEN["inputs"].items()}
@@ -109,3 +109,21 @@ def test_logprobs_use_the_sampling_temperature_and_entropy():
     logits = torch.tensor([[[2.0, 0.0]]])
     close(logprobs_from_logits(logits, torch.tensor([[0]]), temperature=2.0), [[math.log(math.e / (math.e + 1))]])
     close(entropy_from_logits(torch.zeros(1, 1, 4)), [[math.log(4)]])
+
+
+def test_token_rewards_put_the_score_on_the_last_response_token():
+    kl = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    rewards = token_rewards(kl * mask, torch.tensor([1.0, 2.0]), mask, kl_coef=0.5)
+    close(rewards, [[-0.05, -0.1, -0.15 + 1.0], [-0.2, -0.25 + 2.0, 0.0]])
+
+
+def test_whitened_token_rewards_keep_their_mean_and_have_unit_variance():
+    kl = torch.rand(4, 6)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[2, 4:] = False
+    plain = token_rewards(kl * mask, torch.arange(4.0), mask, kl_coef=0.1)
+    whitened = token_rewards(kl * mask, torch.arange(4.0), mask, kl_coef=0.1, whiten=True)
+    close(masked_mean(whitened, mask), masked_mean(plain, mask))
+    close(masked_var(whitened, mask), 1.0)
+    assert (whitened[~mask] == 0).all()

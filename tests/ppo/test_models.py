@@ -63,7 +63,7 @@ def test_gradient_checkpointing_keeps_less_and_gives_the_same_gradients(tmp_path
     """Also when both losses go backward after the switch to the value adapter (DeepSpeed's way): the
     policy's layers are recomputed with the policy adapter, not the one active at backward time."""
     recipes = [config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", f"ppo.models={models}",
-                                  f"ppo.gradient_checkpointing={flag}"]) for flag in ("false", "true")]
+                                  f"ppo.training.gradient_checkpointing={flag}"]) for flag in ("false", "true")]
     plain, checkpointed = (seeded_actor_critic(r) for r in recipes)
     for ac in (plain, checkpointed):  # the value head starts at zero: give the trunk's gradient a path
         torch.nn.init.constant_(ac.value_head.weight, 0.1)
@@ -82,9 +82,20 @@ def test_gradient_checkpointing_keeps_less_and_gives_the_same_gradients(tmp_path
 
 
 def test_passes_without_gradients_keep_the_kv_cache_under_checkpointing(tiny_model_dir):
-    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", "ppo.gradient_checkpointing=true"])
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", "ppo.training.gradient_checkpointing=true"])
     ac = build_actor_critic(recipe, None, None)
     ids = torch.randint(5, ac.tokenizer.vocab_size, (2, 8))
     with torch.no_grad():
         out = ac.model(input_ids=ids, use_cache=True)
     assert out.past_key_values is not None and out.past_key_values.get_seq_length() == 8
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_value_head_starts_from_the_reward_models_score_head_when_asked(tmp_path, tiny_model_dir, flag):
+    from safetensors.torch import save_file
+
+    score = torch.randn(1, 64)  # the tiny model's hidden size
+    save_file({"score.weight": score}, str(tmp_path / "model.safetensors"))
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", f"ppo.value_from_reward={flag}"])
+    head = build_actor_critic(recipe, None, tmp_path).value_head.weight.detach()
+    assert torch.equal(head, score) if flag else not head.any()

@@ -10,11 +10,13 @@ from accelerate import Accelerator
 from rlhf_ads import config
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.ppo import trainer
+from rlhf_ads.ppo.kl import make_controller
 from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.rewards import RewardError
+from tests.helpers import LENGTH_REWARD
 
 TINY = ["model.dtype=fp32", "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=6",
-        "ppo.max_prompt_tokens=256", "ppo.learning_rate=0.001", "ppo.save_steps=2", "ppo.log_samples=2"]
+        "ppo.max_prompt_tokens=256", "ppo.training.learning_rate=0.001", "ppo.training.save_steps=2", "ppo.log_samples=2"]
 
 
 def write_reward(tmp_path, body):
@@ -28,12 +30,6 @@ def recipe(tmp_path, model_dir, reward_path, *extra):
     loaded = config.load(None, overrides)
     loaded.rewards = [config.RewardSpec(function=f"{reward_path}:score", name="mine")]
     return loaded
-
-
-LENGTH_REWARD = """
-    def score(completions, prompts, **columns):
-        return [min(len(c), 20) / 20 for c in completions]
-"""
 
 
 def read_metrics(tmp_path):
@@ -59,7 +55,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_model_dir):
     trainer.run(recipe(tmp_path / "a", tiny_model_dir, reward, "ppo.steps=4"))
     straight = read_metrics(tmp_path / "a")
     trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2"))
-    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=4", "ppo.resume=true"))
+    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=4", "ppo.training.resume=true"))
     resumed = read_metrics(tmp_path / "b")
     assert [trainer.without_timings(m) for m in resumed] == [trainer.without_timings(m) for m in straight]
 
@@ -98,7 +94,7 @@ def test_one_update_moves_log_probs_along_the_advantages(tmp_path, tiny_model_di
     from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, sample
 
     loaded = recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.ppo_epochs=1",
-                    "ppo.mini_batch_size=4", "ppo.learning_rate=0.01")
+                    "ppo.mini_batch_size=4", "ppo.training.learning_rate=0.01")
     torch.manual_seed(0)
     ac = build_actor_critic(loaded, None, None)
     query, mask, _ = encode_prompts(ac.tokenizer, ["Shop trail shoes", "Plan sprints", "Book a room", "Fresh roses"], 32)
@@ -121,7 +117,7 @@ def test_gradient_accumulation_matches_one_big_minibatch(tmp_path, tiny_model_di
     reward = write_reward(tmp_path, LENGTH_REWARD)
     trainer.run(recipe(tmp_path / "one", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4"))
     trainer.run(recipe(tmp_path / "two", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4",
-                       "ppo.grad_accum=2"))
+                       "ppo.training.grad_accum=2"))
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert one[0]["ppo/score"] == two[0]["ppo/score"]  # same first rollout
     assert two[1]["ppo/kl"] == pytest.approx(one[1]["ppo/kl"], rel=1e-3, abs=1e-4)  # same update -> same next policy
@@ -132,7 +128,7 @@ def test_gradient_checkpointing_gives_the_same_run(tmp_path, tiny_model_dir):
     reward = write_reward(tmp_path, LENGTH_REWARD)
     trainer.run(recipe(tmp_path / "plain", tiny_model_dir, reward, "ppo.steps=2"))
     trainer.run(recipe(tmp_path / "checkpointed", tiny_model_dir, reward, "ppo.steps=2",
-                       "ppo.gradient_checkpointing=true"))
+                       "ppo.training.gradient_checkpointing=true"))
     plain, checkpointed = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "checkpointed")
     assert checkpointed[0]["ppo/score"] == plain[0]["ppo/score"]  # same first rollout
     for key in ("ppo/policy_loss", "ppo/value_loss"):
@@ -190,7 +186,7 @@ def test_separate_models_train_save_and_resume(tmp_path, tiny_model_dir, lora):
     assert (out / "value" / weights).is_file() and (out / "value_head.safetensors").is_file()
     straight = read_metrics(tmp_path / "a")
     trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=1", *extra))
-    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2", "ppo.resume=true", *extra))
+    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2", "ppo.training.resume=true", *extra))
     assert [trainer.without_timings(m) for m in read_metrics(tmp_path / "b")] == [
         trainer.without_timings(m) for m in straight]
 
@@ -204,7 +200,7 @@ def test_a_user_reward_file_drives_ppo_and_its_mean_rises(tmp_path, tiny_model_d
             return [len(c) / 30 for c in completions]
     """)
     trainer.run(recipe(tmp_path, tiny_model_dir, longer, "ppo.steps=10", "ppo.batch_size=16", "ppo.mini_batch_size=8",
-                       "ppo.ppo_epochs=4", "ppo.learning_rate=0.003", "ppo.kl.coef=0", "ppo.save_steps=100",
+                       "ppo.ppo_epochs=4", "ppo.training.learning_rate=0.003", "ppo.kl.coef=0", "ppo.training.save_steps=100",
                        "ppo.models=separate", "model.use_lora=false"))
     means = [m["reward/mine"] for m in read_metrics(tmp_path)]
     assert sum(means[-3:]) / 3 > sum(means[:3]) / 3 + 0.1, means
@@ -247,10 +243,49 @@ def test_critic_warmup_trains_the_value_only_then_the_policy(tmp_path, tiny_mode
     def moved(role):
         return any(not torch.equal(a, b) for a, b in zip(before[role], ac.trainable_parameters()[role]))
 
-    kl_ctl, rewards = trainer.make_kl_controller(loaded.ppo.kl), trainer.CompositeReward.from_specs(loaded.rewards)
+    kl_ctl, rewards = make_controller(loaded.ppo.kl), trainer.CompositeReward.from_specs(loaded.rewards)
     warm = trainer.ppo_step(loaded, ac, optimization, kl_ctl, rewards, rows, 0, out)
     assert not moved(POLICY) and moved(VALUE)
     assert not any(p in optimization.optimizer.state for p in ac.trainable_parameters()[POLICY])
     assert "ppo/policy_loss" not in warm and "ppo/value_loss" in warm
     after = trainer.ppo_step(loaded, ac, optimization, kl_ctl, rewards, rows, 1, out)
     assert moved(POLICY) and "ppo/policy_loss" in after
+
+
+def test_value_loss_weight_and_weight_decay_move_the_critic(tmp_path, tiny_model_dir):
+    """One critic warm-up step (two optimizer steps, the value function alone): with ppo.vf_coef 0 and no
+    weight decay the critic stays as it started; weight decay alone shrinks it by (1 - lr * wd) per step;
+    the value loss moves it."""
+    from safetensors.torch import load_file
+
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+
+    def critic_after(tag: str, vf_coef: float, weight_decay: float) -> dict:
+        trainer.run(recipe(tmp_path / tag, tiny_model_dir, reward, "ppo.steps=1", "ppo.critic_warmup_steps=1",
+                           f"ppo.vf_coef={vf_coef}", f"ppo.training.weight_decay={weight_decay}"))
+        out = tmp_path / tag / "runs/quickstart/ppo"
+        return {**load_file(out / "value/adapter_model.safetensors"), **load_file(out / "value_head.safetensors")}
+
+    start = critic_after("still", vf_coef=0.0, weight_decay=0.0)
+    decayed = critic_after("decay", vf_coef=0.0, weight_decay=0.5)
+    trained = critic_after("trained", vf_coef=0.1, weight_decay=0.0)
+    shrink = (1 - 0.001 * 0.5) ** 2  # ppo.training.learning_rate=0.001, two minibatches of 2
+    assert any(v.abs().sum() > 0 for v in start.values())
+    for name, weights in start.items():
+        assert torch.allclose(decayed[name], weights * shrink, atol=1e-7), name
+    assert any(not torch.equal(trained[name], weights) for name, weights in start.items())
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (print, ("this ran while loading a checkpoint",))
+
+
+def test_resume_reads_the_trainer_state_with_pickling_refused(tmp_path, tiny_model_dir):
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    trainer.run(recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=2"))
+    state_file = tmp_path / "runs/quickstart/ppo/checkpoints/checkpoint-2/trainer.pt"
+    assert set(torch.load(state_file, weights_only=True)) == {"optimizer", "rng_per_rank"}  # no pickled objects
+    torch.save({"optimizer": {}, "rng_per_rank": [], "payload": _RunsCodeWhenUnpickled()}, state_file)
+    with pytest.raises(RlhfAdsError, match="holds more than tensors and plain values, so it is not loaded"):
+        trainer.run(recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=3", "ppo.training.resume=true"))

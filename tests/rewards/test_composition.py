@@ -104,7 +104,7 @@ def test_broken_plugin_file_and_bad_kwargs(tmp_path):
     with pytest.raises(RewardError, match="cannot construct BrandVoice"):
         resolve_reward("brand_voice", {"colour": "blue"})
     with pytest.raises(RewardError, match="takes no argument 'scal'"):
-        resolve_reward("reward_models.policy:lint", {"scal": 1})
+        resolve_reward("rlhf_ads.lint:lint", {"scal": 1})
 
 
 @pytest.mark.parametrize("fn, fragment", [

@@ -7,7 +7,8 @@ import pytest
 from reward_models.copy_quality import (BrandVoice, batch_diversity, brief_facts, call_to_action, keyword_coverage,
                                         repetition)
 from reward_models.platform import length_fit, length_limit
-from reward_models.policy import ad_policy, context_for, lint
+from reward_models.policy import ad_policy
+from rlhf_ads.lint import context_for, lint
 
 GOOGLE_HEADLINE = context_for("google_rsa", "headline")
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from rlhf_ads.stages import sft
+from rlhf_ads import checkpoint
 from rlhf_ads.checkpoint import STAGING
 from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
-from rlhf_ads.stages.common import newest_checkpoint
 from tests.stages.test_sft import tiny_recipe
 
 
@@ -43,7 +43,7 @@ def test_a_save_is_renamed_only_when_complete_and_old_ones_are_pruned(tmp_path):
         trainer._save_checkpoint(None, None)
     assert not (root / "checkpoint-4").exists() and (root / STAGING / "checkpoint-4").is_dir()
     assert trainer.args.output_dir == str(root)  # restored even when the save fails
-    assert newest_checkpoint(tmp_path / "sft") == str(root / "checkpoint-3")
+    assert checkpoint.newest(root, marker="trainer_state.json") == root / "checkpoint-3"
     clear_staging(root)
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "checkpoint-3"]
 

@@ -14,7 +14,7 @@ from rlhf_ads.errors import ConfigError, DataError
 from rlhf_ads.modeling import SCORER_META, score_sequences
 from rlhf_ads.ppo.trainer import reward_columns
 from rlhf_ads.stages import reward
-from rlhf_ads.stages.common import take
+from rlhf_ads.stages.common import sample_rows
 
 TINY = ["reward.training.max_train_rows=16", "reward.training.max_eval_rows=8", "reward.training.max_steps=8",
         "reward.training.batch_size=4", "reward.training.learning_rate=0.005", "reward.training.logging_steps=1",
@@ -64,9 +64,8 @@ def test_saved_head_matches_the_trained_head(tmp_path, tiny_model_dir):
     texts = [(row_context(r), r["completion"]) for r in sample]
     # rm/sft_score_mean was computed with the in-memory model on the first max_eval_rows SFT rows (seeded draw);
     # the reloaded model must reproduce the same mean over the same draw.
-    from rlhf_ads.stages.common import take
 
-    drawn = take(sample, 6, 0)
+    drawn = sample_rows(sample, 6, 0)
     scores = loaded([r["completion"] for r in drawn], [row_context(r) for r in drawn])
     assert sum(scores) / len(scores) == pytest.approx(metrics["rm/sft_score_mean"], abs=1e-4)
     assert rows and texts
@@ -97,9 +96,8 @@ def test_rater_conditioned_model_scores_each_rater_and_their_mean(tmp_path, tiny
     assert meta["input"] == SCORER_INPUT  # so the reward below reads each ad's fit to its brief's limit
     train = load_rows("bundled:preferences:train", "preferences")
     assert meta["rater_column"] == "designer_id" and set(meta["raters"]) <= {r["designer_id"] for r in train}
-    from rlhf_ads.stages.common import take
 
-    drawn = take(load_rows("bundled:sft:heldout", "sft"), 6, 0)
+    drawn = sample_rows(load_rows("bundled:sft:heldout", "sft"), 6, 0)
     ads, contexts, columns = [r["completion"] for r in drawn], [row_context(r) for r in drawn], reward_columns(drawn)
     population = LearnedReward(str(out), dtype="fp32", max_length=1024)(ads, contexts, **columns)
     per_rater = [LearnedReward(str(out), dtype="fp32", max_length=1024, rater=r)(ads, contexts, **columns)
@@ -165,7 +163,7 @@ def test_mixed_precision_trains_in_bf16_and_scores_as_the_saved_model_does(tmp_p
     assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
     assert scoring_dtypes and all(dtypes == {torch.float32} for dtypes in scoring_dtypes)
     # The recorded score scale is the reloaded scorer's, on the same held-out SFT ads.
-    rows = take(load_rows("bundled:sft:heldout", "sft"), 4, seed=0)
+    rows = sample_rows(load_rows("bundled:sft:heldout", "sft"), 4, seed=0)
     reloaded = LearnedReward(str(out), dtype="fp32", max_length=1024)
     scores = reloaded([row_completion(r) for r in rows], [row_context(r) for r in rows])
     assert metrics["rm/sft_score_mean"] == pytest.approx(statistics.fmean(scores), abs=1e-5)
@@ -176,3 +174,14 @@ def test_group_by_length_run_and_a_capped_score_scale(tmp_path, tiny_model_dir):
                             "reward.max_score_rows=3")
     assert metrics["rm/train_loss_last"] < metrics["rm/train_loss_first"]
     assert metrics["rm/sft_score_rows"] == 3
+
+
+@pytest.mark.parametrize("knob", ["reward.margin_column=p_designer_chosen", "reward.center_rewards_coefficient=0.5"])
+def test_a_margin_or_reward_centering_adds_to_the_loss(tmp_path, tiny_model_dir, knob):
+    """A positive margin asks the chosen ad to win by more; centering adds a penalty on the scores' size: either
+    way the first step's loss on the same pairs is higher."""
+    one_step = ["model.use_lora=true", "reward.training.max_steps=1", "reward.training.max_eval_rows=4",
+                "reward.max_score_rows=4"]
+    plain, _ = run_tiny(tmp_path / "plain", tiny_model_dir, *one_step)
+    with_knob, _ = run_tiny(tmp_path / "knob", tiny_model_dir, *one_step, knob)
+    assert with_knob["rm/train_loss_first"] > plain["rm/train_loss_first"]

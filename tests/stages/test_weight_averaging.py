@@ -75,6 +75,6 @@ def test_zero3_partitioned_weights_are_refused_before_training(tmp_path, monkeyp
     from rlhf_ads.stages import common
 
     monkeypatch.setattr(common, "is_deepspeed_zero3_enabled", lambda: True)
-    training = config.TrainingSettings(save_total_limit=3, average_checkpoints=3)
+    training = config.TrainerSettings(save_total_limit=3, average_checkpoints=3)
     with pytest.raises(ConfigError, match="ZeRO-3"):
         common.train(trainer=None, training=training, out_dir=tmp_path)  # refused before the trainer is touched

@@ -4,16 +4,12 @@ written once. Each rank dumps a hash of its trainable parameters when RLHF_ADS_P
 is set (rlhf_ads.tracking.dump_parameter_fingerprint)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+from tests.helpers import REPO, launch_two_ranks, tiny_ppo
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +24,12 @@ def score(completions, prompts, **columns):
 """
 
 
-def launch(tmp_path: Path, stage: str, recipe: dict) -> subprocess.CompletedProcess:
+def launch(tmp_path: Path, stage: str, recipe: dict) -> None:
+    """scripts/<stage>.py on `recipe` in two plain data-parallel CPU ranks, fingerprints under tmp_path."""
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-               RLHF_ADS_PARAM_FINGERPRINT_DIR=str(tmp_path / "fingerprints"), WANDB_MODE="disabled")
-    command = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "scripts" / f"{stage}.py"),
-               "--config", str(path)]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    launch_two_ranks(REPO / "scripts" / f"{stage}.py", "--config", str(path), cwd=tmp_path,
+                     fingerprints=tmp_path / "fingerprints")
 
 
 def fingerprints(tmp_path: Path, stage: str) -> list[dict]:
@@ -50,8 +41,7 @@ def test_ppo_two_ranks_share_gradients_on_their_own_prompts(tmp_path, tiny_model
     (tmp_path / "rank_reward.py").write_text(RANK_REWARD)
     recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"}, "output_dir": str(tmp_path / "runs"),
               "rewards": [{"function": str(tmp_path / "rank_reward.py") + ":score", "name": "mine"}],
-              "ppo": {"steps": 2, "batch_size": 2, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 4,
-                      "max_prompt_tokens": 256, "save_steps": 1, "log_samples": 2, "learning_rate": 0.01}}
+              "ppo": tiny_ppo(batch_size=2, max_new_tokens=4, log_samples=2, training={"learning_rate": 0.01})}
     launch(tmp_path, "ppo", recipe)
     ranks = fingerprints(tmp_path, "ppo")
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["steps"] == 2 for r in ranks)

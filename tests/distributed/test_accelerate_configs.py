@@ -10,7 +10,7 @@ from accelerate.utils import DistributedType
 
 from rlhf_ads import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml")) + [ROOT / "accelerate_config.yaml"]
 DEEPSPEED = {"zero2.yaml": (2, "none"), "zero2_cpu.yaml": (2, "none"), "zero3.yaml": (3, "none"),
              "zero3_cpu.yaml": (3, "none"), "zero3_offload.yaml": (3, "cpu"), "multi_node.yaml": (2, "none")}

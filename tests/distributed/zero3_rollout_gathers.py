@@ -1,4 +1,4 @@
-"""Run under `accelerate launch` with a ZeRO-3 config (tests/test_deepspeed_cpu.py): counts DeepSpeed's
+"""Run under `accelerate launch` with a ZeRO-3 config (tests/distributed/test_deepspeed_cpu.py): counts DeepSpeed's
 all-gather calls during PPO rollouts of 4 and 8 new tokens, with the weights gathered once for the rollout
 (`optimization.generation()`) and with ZeRO-3's per-layer hooks alone; rank 0 prints them as JSON."""
 

@@ -1,4 +1,4 @@
-"""`rlhf-ads lint`: the policy and length rules of reward_models.policy over a file of ads."""
+"""`rlhf-ads lint`: the platform and policy rules (rlhf_ads.lint.rules) over a file of ads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rlhf_ads.data.formats import read_records
 from rlhf_ads.errors import DataError
+from rlhf_ads.lint.rules import context_for, lint
 
 TEXT_COLUMNS = ("ad", "text", "completion")
 
@@ -31,8 +32,6 @@ def _ads(path: Path) -> list[tuple[str, dict]]:
 def lint_file(path: str, platform: str | None = None, field: str | None = None,
               prohibited_terms: list[str] = (), supported_claims: list[str] = ()) -> tuple[list[tuple[str, object]], int]:
     """([(place, Violation)], number of ads checked). A row's own platform/field columns win over the defaults."""
-    from reward_models.policy import context_for, lint
-
     found = []
     ads = _ads(Path(path))
     for where, row in ads:

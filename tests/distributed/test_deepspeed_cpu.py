@@ -5,18 +5,13 @@ in test_accelerate_configs.py, with or without DeepSpeed."""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_distributed import launch, tiny_sft_recipe
-
-ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+from tests.distributed.test_data_parallel import launch, tiny_sft_recipe
+from tests.helpers import REPO, launch_two_ranks, tiny_ppo, write_length_reward
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
@@ -35,13 +30,8 @@ def tiny_reward_recipe(tmp_path, model_dir) -> dict:
                                                          ("reward", tiny_reward_recipe, "adapter_model.safetensors")])
 def test_zero2_two_cpu_ranks_train_equal_and_write_once(tmp_path, tiny_model_dir, stage, make_recipe, weights):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(make_recipe(tmp_path, tiny_model_dir)))
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}  # it would turn DeepSpeed off
-    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", WANDB_MODE="disabled",
-               RLHF_ADS_PARAM_FINGERPRINT_DIR=str(tmp_path / "fingerprints"))
-    command = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate/zero2_cpu.yaml"),
-               str(ROOT / f"scripts/{stage}.py"), "--config", str(tmp_path / "recipe.yaml")]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    launch_two_ranks(REPO / f"scripts/{stage}.py", "--config", str(tmp_path / "recipe.yaml"), cwd=tmp_path,
+                     deepspeed_config="zero2_cpu.yaml", fingerprints=tmp_path / "fingerprints")
 
     ranks = [json.loads(p.read_text()) for p in sorted((tmp_path / "fingerprints").glob(f"{stage}-rank*.json"))]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["steps"] == 2 for r in ranks)
@@ -58,15 +48,10 @@ def test_zero2_two_cpu_ranks_train_equal_and_write_once(tmp_path, tiny_model_dir
 
 
 def launch_ppo(tmp_path: Path, accelerate_config: str, run_dir: str, recipe: dict, *overrides: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
-    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", WANDB_MODE="disabled",
-               RLHF_ADS_PARAM_FINGERPRINT_DIR=str(tmp_path / run_dir / "fingerprints"))
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    command = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate" / accelerate_config),
-               str(ROOT / "scripts/ppo.py"), "--config", str(tmp_path / "recipe.yaml"),
-               f"output_dir={tmp_path / run_dir}", *overrides]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    launch_two_ranks(REPO / "scripts/ppo.py", "--config", str(tmp_path / "recipe.yaml"),
+                     f"output_dir={tmp_path / run_dir}", *overrides, cwd=tmp_path,
+                     deepspeed_config=accelerate_config, fingerprints=tmp_path / run_dir / "fingerprints")
 
 
 @pytest.mark.parametrize("accelerate_config", ["zero2_cpu.yaml", "zero3_cpu.yaml"])
@@ -78,19 +63,16 @@ def test_ppo_on_a_deepspeed_engine_trains_equal_ranks_and_resumes_exactly(tmp_pa
     run trains as plain data parallel does, to float tolerance, the critic warm-up of step 1 included."""
     from rlhf_ads.ppo.trainer import without_timings
 
-    (tmp_path / "reward.py").write_text("def score(completions, prompts, **columns):\n"
-                                        "    return [min(len(c), 20) / 20 for c in completions]\n")
     recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"},
-              "rewards": [{"function": str(tmp_path / "reward.py") + ":score", "name": "mine"}],
-              "ppo": {"steps": 3, "critic_warmup_steps": 1, "batch_size": 2, "mini_batch_size": 2, "grad_accum": 2,
-                      "ppo_epochs": 1, "max_new_tokens": 4, "max_prompt_tokens": 256, "save_steps": 1,
-                      "learning_rate": 0.01}}
+              "rewards": [{"function": write_length_reward(tmp_path), "name": "mine"}],
+              "ppo": tiny_ppo(steps=3, critic_warmup_steps=1, batch_size=2, max_new_tokens=4,
+                              training={"grad_accum": 2, "learning_rate": 0.01})}
     launch_ppo(tmp_path, accelerate_config, "straight", recipe)
     # the resumed run also recomputes activations in the backward pass: the recompute must run each role's
     # layers with that role's adapter, though DeepSpeed's one backward comes after the switch to the value's
-    checkpointed = "ppo.gradient_checkpointing=true"
+    checkpointed = "ppo.training.gradient_checkpointing=true"
     launch_ppo(tmp_path, accelerate_config, "resumed", recipe, "ppo.steps=2", checkpointed)
-    launch_ppo(tmp_path, accelerate_config, "resumed", recipe, "ppo.resume=true", checkpointed)
+    launch_ppo(tmp_path, accelerate_config, "resumed", recipe, "ppo.training.resume=true", checkpointed)
 
     ranks = [json.loads(p.read_text()) for p in sorted((tmp_path / "straight/fingerprints").glob("ppo-rank*.json"))]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["steps"] == 3 for r in ranks)
@@ -118,12 +100,8 @@ def test_zero3_rollout_gathers_the_weights_once_not_per_token(tmp_path, tiny_mod
     while ZeRO-3's per-layer hooks alone gather every layer again for each new token."""
     recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"}, "ppo": {"batch_size": 2, "mini_batch_size": 2}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
-    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", WANDB_MODE="disabled")
-    command = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate/zero3_cpu.yaml"),
-               str(ROOT / "tests/zero3_rollout_gathers.py"), str(tmp_path / "recipe.yaml")]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = launch_two_ranks(REPO / "tests/distributed/zero3_rollout_gathers.py", str(tmp_path / "recipe.yaml"),
+                            cwd=REPO, deepspeed_config="zero3_cpu.yaml")
     counts = json.loads(done.stdout.split("GATHERS ", 1)[1].splitlines()[0])
     assert counts["gathered_once/4"] == counts["gathered_once/8"] > 0
     assert counts["per_layer_hooks/8"] > counts["per_layer_hooks/4"] > 2 * counts["gathered_once/4"]

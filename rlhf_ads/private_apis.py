@@ -1,0 +1,67 @@
+"""The three places where rlhf-ads reaches into a dependency's private API, each wrapped here once.
+
+Each wrapper checks that the private name is still there and fails with the dependency's version and the
+fix when it is not; tests/test_private_apis.py checks all three against the installed versions, so an
+upgrade that renames one fails a test instead of a user's run. Each says what public API would replace it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rlhf_ads.errors import RlhfAdsError
+
+
+def _missing(package: str, name: str, what: str) -> RlhfAdsError:
+    from importlib.metadata import version
+
+    return RlhfAdsError(f"{package} {version(package)} has no {name}, which rlhf-ads uses to {what}; "
+                        f"install the {package} version setup.cfg allows, or report this at rlhf-ads")
+
+
+def wrap_trainer_checkpoint_save(trainer, wrap: Callable[[Callable], Callable]) -> None:
+    """Replace `trainer._save_checkpoint(model, trial)` with `wrap(original)` (atomic checkpoints).
+
+    Private: transformers.Trainer._save_checkpoint. Public replacement: none yet; TrainerCallback.on_save
+    runs after the checkpoint folder is written, too late to write it elsewhere first."""
+    save_in_place = getattr(trainer, "_save_checkpoint", None)
+    if save_in_place is None:
+        raise _missing("transformers", "Trainer._save_checkpoint", "write checkpoints atomically")
+    trainer._save_checkpoint = wrap(save_in_place)
+
+
+def compact_lm_head_on_cpus() -> bool:
+    """Make TRL's fused LM head (SFTTrainer's loss) project only labelled positions on CPUs, as it does on
+    Triton devices; True when it now does. Idempotent; a TRL without the switch is left as it is (the
+    loss is the same either way, only slower).
+
+    Private: trl.trainer.utils._use_triton(device), the device check that picks the compact path. Public
+    replacement: none yet; an SFTConfig option to choose the compact path on any device would do."""
+    import trl.trainer.utils as trl_utils
+
+    uses_compact_path = getattr(trl_utils, "_use_triton", None)
+    if uses_compact_path is None:
+        return False
+    if getattr(uses_compact_path, "includes_cpu", False):
+        return True
+
+    def compact_on_cpu_too(device) -> bool:
+        return device.type == "cpu" or uses_compact_path(device)
+
+    compact_on_cpu_too.includes_cpu = True
+    trl_utils._use_triton = compact_on_cpu_too
+    return True
+
+
+def restore_zero3_module_hooks(offload) -> None:
+    """Register ZeRO-3's per-module hooks again, after the rollout removed them (`offload.forward_hooks` and
+    `offload.backward_hooks`) to sample with every weight gathered once; this also resets ZeRO's trace.
+
+    Private: DeepSpeedZeRoOffload._register_deepspeed_module(module). Public replacement: the pair
+    `offload.destroy()` / `offload.setup_zero_stage3_hooks()` does the same but pushes the module onto a
+    global stack on every call, which would grow by one entry per rollout."""
+    register = getattr(offload, "_register_deepspeed_module", None)
+    if register is None:
+        raise _missing("deepspeed", "DeepSpeedZeRoOffload._register_deepspeed_module",
+                       "restore ZeRO-3's hooks after a rollout")
+    register(offload.module)
