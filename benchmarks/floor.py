@@ -118,19 +118,21 @@ def step_work(sizes: dict, shapes: dict, batch: int, design: dict) -> dict[str, 
     shapes: prompt_width, response_width, reward_tokens as a run recorded them.
     design: policy_logprob_pass (a policy forward for the rollout log-probs instead of the sampling
     logits), value_full and policy_full (full weights trained: backward costs 2 forwards), recompute
-    (gradient checkpointing: the backward phase reruns the policy's and the value's trunk forward).
+    (gradient checkpointing: the backward phase reruns the trunk forwards), shared_critic (the value head
+    reads the policy's trunk: no value pass of its own, one backward).
     """
     length = shapes["prompt_width"] + shapes["response_width"]
     policy = forward_flops(sizes, batch, length, with_head=True)
     trunk = forward_flops(sizes, batch, length, with_head=False)
     reward_length = shapes.get("reward_tokens", batch * length) / batch
-    backward = policy * (2 if design["policy_full"] else 1) + trunk * (2 if design["value_full"] else 1)
+    value = 0.0 if design.get("shared_critic") else trunk
+    backward = policy * (2 if design["policy_full"] else 1) + value * (2 if design["value_full"] else 1)
     if design.get("recompute"):
-        backward += 2 * trunk
+        backward += trunk + value
     return {"rollout_logprobs": policy * (2 if design["policy_logprob_pass"] else 1),
-            "rollout_values": trunk,
+            "rollout_values": value,
             "reward": forward_flops(sizes, batch, int(reward_length), with_head=False),
-            "train_forward": policy + trunk,
+            "train_forward": policy + value,
             "backward": backward}
 
 

@@ -38,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtypes", default="fp32,bf16", help="Comma-separated precisions to compare.")
     parser.add_argument("--skip-peer", action="store_true", help="Run only ours (no TRL virtualenv needed).")
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
-    parser.add_argument("--ours-modes", default="lora-adapters,checkpointed", help=(
-        "Our variants: lora-adapters (the defaults), checkpointed (ppo.training.gradient_checkpointing)."))
+    parser.add_argument("--ours-modes", default="lora-adapters,checkpointed,shared-critic", help=(
+        "Our variants: lora-adapters (the defaults), checkpointed (ppo.training.gradient_checkpointing), "
+        "shared-critic (ppo.critic: shared)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")
@@ -121,10 +122,12 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
     return [r for r in results if r is not None]
 
 
-# What each framework computes per step, for the FLOP count (see floor.step_work). Both take the policy's
-# rollout log-probs from the sampling logits.
+# What each framework computes per step, for the FLOP count (see floor.step_work). TRL takes the policy's
+# rollout log-probs from the sampling logits; ours from a policy forward (the one its update runs).
 _LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False, "recompute": False}
-DESIGNS = {"ours/lora-adapters": _LORA, "ours/checkpointed": dict(_LORA, recompute=True),
+_OURS = dict(_LORA, policy_logprob_pass=True)
+DESIGNS = {"ours/lora-adapters": _OURS, "ours/checkpointed": dict(_OURS, recompute=True),
+           "ours/shared-critic": dict(_OURS, shared_critic=True),
            "trl-1.12/full": dict(_LORA, policy_full=True, value_full=True),
            "trl-1.12/lora": dict(_LORA, value_full=True)}
 

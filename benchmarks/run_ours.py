@@ -23,22 +23,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, write_result  # noqa: E402
 
 
-MODES = {"lora-adapters": False, "checkpointed": True}  # mode -> ppo.training.gradient_checkpointing
+# mode -> (ppo.critic, ppo.training.gradient_checkpointing)
+MODES = {"lora-adapters": ("adapter", False), "checkpointed": ("adapter", True), "shared-critic": ("shared", False)}
 
 
 def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapters"):
     """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off),
     LoRA value adapter, a learned reward model on the same base, one PPO epoch. Mode `checkpointed`
-    recomputes layer activations in the backward pass (ppo.training.gradient_checkpointing)."""
+    recomputes layer activations in the backward pass (ppo.training.gradient_checkpointing); mode
+    `shared-critic` puts the value head on the policy's trunk (ppo.critic: shared)."""
     from rlhf_ads.config import (DataSource, LoraSettings, ModelConfig, PPOStageConfig, PPOTrainingSettings, Recipe,
                                  RewardSpec)
 
     lora = spec["lora"]
+    critic, checkpointing = MODES[mode]
     training = PPOTrainingSettings(learning_rate=spec["learning_rate"], save_steps=10 ** 6,
-                                   gradient_checkpointing=MODES[mode])
+                                   gradient_checkpointing=checkpointing)
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
-                         temperature=spec["temperature"], top_p=1.0, log_samples=0, training=training)
+                         temperature=spec["temperature"], top_p=1.0, log_samples=0, critic=critic, training=training)
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],
@@ -69,6 +72,7 @@ def install_timers(timer: PhaseTimer, prompts_seen: list) -> None:
     timer.wrap(trainer, "sample", "generation", observe=record_rollout)
     timer.wrap(trainer, "response_logprobs", grad_phase("train_forward", "rollout_logprobs"))
     timer.wrap(trainer, "response_values", grad_phase("train_forward", "rollout_values"))
+    timer.wrap(trainer, "response_stats", grad_phase("train_forward", "rollout_logprobs"))
     timer.wrap(CompositeReward, "score", "reward")
     timer.wrap(modeling, "encode_for_scoring", None, observe=record_reward_tokens)
     timer.wrap(torch.Tensor, "backward", "backward")

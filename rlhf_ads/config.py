@@ -251,6 +251,10 @@ class PPOStageConfig:
         "'shared': one base carries the policy, reference and value adapters (least memory). 'separate': "
         "the policy, reference and value each get their own copy of the base; with model.use_lora: false the "
         "policy and value train all their weights (full-parameter PPO, ~4x the memory of 'shared')."))
+    critic: Literal["adapter", "shared"] = option("adapter", help=(
+        "'adapter': the value function has its own LoRA adapter on the base (and its own forward and backward "
+        "passes); 'shared': the value head reads the policy's last hidden state, so one forward and one "
+        "backward per micro-batch give the policy and value losses (needs models: shared)."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help=(

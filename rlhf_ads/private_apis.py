@@ -1,7 +1,7 @@
-"""The three places where rlhf-ads reaches into a dependency's private API, each wrapped here once.
+"""The places where rlhf-ads reaches into a dependency's private API, each wrapped here once.
 
 Each wrapper checks that the private name is still there and fails with the dependency's version and the
-fix when it is not; tests/test_private_apis.py checks all three against the installed versions, so an
+fix when it is not; tests/test_private_apis.py checks each against the installed versions, so an
 upgrade that renames one fails a test instead of a user's run. Each says what public API would replace it.
 """
 
@@ -65,3 +65,27 @@ def restore_zero3_module_hooks(offload) -> None:
         raise _missing("deepspeed", "DeepSpeedZeRoOffload._register_deepspeed_module",
                        "restore ZeRO-3's hooks after a rollout")
     register(offload.module)
+
+
+def keep_4bit_layers_differentiable(model) -> int:
+    """Keep bitsandbytes' 4-bit layers of `model` in the layout its autograd path reads; returns how many.
+
+    On CPUs with AVX512-BF16, a 4-bit layer in eval mode repacks its weights for a faster inference kernel
+    on its first forward without gradients, and from then on runs every forward through that kernel,
+    which has no backward: the gradient stops at each 4-bit layer ("gemv_4bit: an autograd kernel was not
+    registered"). PPO keeps its modules in eval mode (no dropout) and trains after no-grad rollouts, so
+    the repacking is turned off here, before the first forward.
+
+    Private: Linear4bit.support_avx512bf16_for_cpu (set from the CPU's flags in its constructor). Public
+    replacement: none yet; a documented switch, or repacking only when no parameter requires grad."""
+    from bitsandbytes.nn import Linear4bit
+
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for layer in layers:
+        if not hasattr(layer, "support_avx512bf16_for_cpu"):
+            raise _missing("bitsandbytes", "Linear4bit.support_avx512bf16_for_cpu", "keep 4-bit layers differentiable")
+        if getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
+            raise RlhfAdsError("a 4-bit layer was repacked for inference before training: call "
+                               "keep_4bit_layers_differentiable before the model's first forward")
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)

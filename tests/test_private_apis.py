@@ -49,3 +49,15 @@ def test_deepspeed_zero3_offload_still_registers_module_hooks_by_module():
     assert registered == ["the engine's module"]
     with pytest.raises(RlhfAdsError, match="deepspeed .* has no DeepSpeedZeRoOffload._register_deepspeed_module"):
         private_apis.restore_zero3_module_hooks(SimpleNamespace(module=None))
+
+
+def test_bitsandbytes_4bit_layers_still_choose_their_cpu_inference_kernel_by_a_flag(tiny_model_dir):
+    from bitsandbytes.nn import Linear4bit
+
+    from rlhf_ads.modeling import load_base
+
+    model, _ = load_base(str(tiny_model_dir), dtype="fp32", load_in_4bit=True)
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    assert layers and all(hasattr(layer, "support_avx512bf16_for_cpu") for layer in layers)
+    assert private_apis.keep_4bit_layers_differentiable(model) == len(layers)
+    assert not any(layer.support_avx512bf16_for_cpu for layer in layers)

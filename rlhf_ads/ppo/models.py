@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_ads.checkpoint import saved_weights
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.modeling import SCORER_META, load_base
+from rlhf_ads.private_apis import keep_4bit_layers_differentiable
 
 log = logging.getLogger(__name__)
 POLICY, REFERENCE, VALUE = "policy", "reference", "value"
@@ -29,21 +30,40 @@ VALUE_HEAD = "value_head.safetensors"
 
 class ActorCritic:
     """Policy, reference and value as adapters on one base. `use(name)` switches the active adapter;
-    with no SFT adapter the reference is the base with adapters disabled."""
+    with no SFT adapter the reference is the base with adapters disabled. With a shared critic
+    (`ppo.critic: shared`) there is no value adapter: the value head reads the policy's hidden states."""
 
-    def __init__(self, model: PeftModel, tokenizer, value_head: torch.nn.Linear, has_reference: bool):
+    def __init__(self, model: PeftModel, tokenizer, value_head: torch.nn.Linear, has_reference: bool,
+                 shared_critic: bool = False):
         self.model, self.tokenizer, self.value_head, self.has_reference = model, tokenizer, value_head, has_reference
+        self.shared_critic = shared_critic
         self.model.eval()  # dropout off in every role; gradients still flow
 
     def use(self, name: str) -> None:
-        self.model.base_model.set_adapter(name)
+        """Make adapter `name` the active one (PEFT turns requires_grad on for it, off for the others); with a
+        shared critic, VALUE is the policy."""
+        self.model.base_model.set_adapter(POLICY if self.shared_critic and name == VALUE else name)
 
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.model.get_output_embeddings()
+
+    @contextlib.contextmanager
     def reference_context(self):
-        """Context in which the model computes reference log-probs."""
-        if self.has_reference:
-            self.use(REFERENCE)
-            return torch.no_grad()
-        return _DisabledAdapter(self.model)
+        """The frozen reference for the passes inside, without gradients: the SFT adapter, or the base with
+        adapters disabled when there is none. The adapter active before is active again after, and the
+        reference's weights never require grad."""
+        if not self.has_reference:
+            with torch.no_grad(), self.model.disable_adapter():
+                yield
+            return
+        previous = self.model.base_model.active_adapter
+        self.model.base_model.set_adapter(REFERENCE, inference_mode=True)  # active, not trainable
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.use(previous)
 
     @property
     def trunk(self):
@@ -60,9 +80,14 @@ class ActorCritic:
         groups[VALUE].extend(self.value_head.parameters())
         return groups
 
+    @property
+    def adapters(self) -> list[str]:
+        """The trained adapters: the policy, and the value unless the critic is shared."""
+        return [POLICY] if self.shared_critic else [POLICY, VALUE]
+
     def save_weights(self, folder: Path) -> None:
-        """policy/ and value/ PEFT adapters and value_head.safetensors under `folder`."""
-        self.model.save_pretrained(str(folder), selected_adapters=[POLICY, VALUE])
+        """policy/ (and value/) PEFT adapters and value_head.safetensors under `folder`."""
+        self.model.save_pretrained(str(folder), selected_adapters=self.adapters)
         _save_value_head(self.value_head, folder)
 
     def load_weights(self, folder: Path) -> None:
@@ -70,7 +95,7 @@ class ActorCritic:
         from peft import set_peft_model_state_dict
         from peft.utils import load_peft_weights
 
-        for adapter in (POLICY, VALUE):
+        for adapter in self.adapters:
             set_peft_model_state_dict(self.model, load_peft_weights(str(folder / adapter)), adapter_name=adapter)
         self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD)))
 
@@ -78,6 +103,8 @@ class ActorCritic:
 class SeparateActorCritic:
     """Policy, reference and value as separate models (each its own copy of the base); the policy and
     value are PEFT models with one trainable adapter each, or plain models trained in full."""
+
+    shared_critic = False
 
     def __init__(self, roles: dict[str, torch.nn.Module], tokenizer, value_head: torch.nn.Linear):
         self.roles, self.tokenizer, self.value_head = roles, tokenizer, value_head
@@ -141,20 +168,6 @@ def _save_value_head(value_head: torch.nn.Linear, folder: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()}, str(folder / VALUE_HEAD))
 
 
-class _DisabledAdapter:
-    def __init__(self, model):
-        self.model, self.inner, self.grad = model, None, torch.no_grad()
-
-    def __enter__(self):
-        self.grad.__enter__()
-        self.inner = self.model.disable_adapter()
-        self.inner.__enter__()
-
-    def __exit__(self, *exc):
-        self.inner.__exit__(*exc)
-        self.grad.__exit__(*exc)
-
-
 def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) -> ActorCritic | SeparateActorCritic:
     """The roles as ppo.models asks; the policy and reference start from the SFT adapter (without one:
     a fresh LoRA, and the base as reference)."""
@@ -162,6 +175,8 @@ def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) ->
         return build_separate(recipe, sft_dir, reward_dir)
     cfg = recipe.model
     base, tokenizer = load_base(cfg.base, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit, cache_dir=cfg.cache_dir)
+    if cfg.load_in_4bit:
+        keep_4bit_layers_differentiable(base)
     lora = _lora_config(cfg.lora)
     if sft_dir is not None:
         model = PeftModel.from_pretrained(base, str(sft_dir), adapter_name=POLICY, is_trainable=True)
@@ -169,9 +184,13 @@ def build_actor_critic(recipe, sft_dir: Path | None, reward_dir: Path | None) ->
     else:
         log.warning("no SFT adapter: the policy starts as a fresh LoRA on the base, the reference is the base")
         model = get_peft_model(base, lora, adapter_name=POLICY)
-    model.add_adapter(VALUE, lora)
+    shared_critic = recipe.ppo.critic == "shared"
+    start_from_reward = reward_dir is not None and recipe.ppo.value_from_reward
+    if not shared_critic and not (start_from_reward and _add_reward_adapter_as_value(model, reward_dir)):
+        model.add_adapter(VALUE, lora)
     value_head = _value_head(recipe, model.get_base_model().config.hidden_size, model.device, reward_dir)
-    actor_critic = ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None)
+    actor_critic = ActorCritic(model, tokenizer, value_head, has_reference=sft_dir is not None,
+                               shared_critic=shared_critic)
     if recipe.ppo.training.gradient_checkpointing:
         checkpoint_layers(model)
     return actor_critic
@@ -182,12 +201,17 @@ def build_separate(recipe, sft_dir: Path | None, reward_dir: Path | None) -> Sep
     adapter when there is one) and the value a fresh one; without, both train all weights, starting
     from the base with the SFT adapter merged in. The reference is frozen."""
     cfg = recipe.model
+    if recipe.ppo.critic == "shared":
+        raise RlhfAdsError("ppo.critic=shared needs ppo.models=shared (the value head reads the policy's trunk); "
+                           "with separate models use ppo.critic=adapter")
     if cfg.load_in_4bit and not cfg.use_lora:
         raise RlhfAdsError("ppo.models=separate with model.load_in_4bit needs model.use_lora: true (4-bit weights "
                            "cannot be trained directly)")
 
     def role_model(role: str, trainable: bool):
         base, tokenizer = load_base(cfg.base, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit, cache_dir=cfg.cache_dir)
+        if cfg.load_in_4bit:
+            keep_4bit_layers_differentiable(base)
         if not cfg.use_lora:  # full-parameter roles start from the SFT model (its adapter merged in)
             model = PeftModel.from_pretrained(base, str(sft_dir)).merge_and_unload() if sft_dir is not None else base
             model.requires_grad_(trainable)
@@ -268,6 +292,35 @@ def _lora_config(lora) -> LoraConfig:
     targets = lora.target_modules if lora.target_modules == "all-linear" else [
         t.strip() for t in lora.target_modules.split(",")]
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def _add_reward_adapter_as_value(model: PeftModel, reward_dir: Path) -> bool:
+    """Add the value adapter as a copy of the reward model's LoRA adapter when the reward model is one on
+    this base (a causal score head trained with LoRA): with its score head as the value head, the critic
+    then starts as the reward model. False (nothing added) for a fully trained or an encoder reward model."""
+    from peft import set_peft_model_state_dict
+
+    meta_file = reward_dir / SCORER_META
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if meta.get("backbone") != "causal" or not (reward_dir / "adapter_config.json").is_file():
+        return False
+    reward_lora = LoraConfig.from_pretrained(str(reward_dir))
+    lora = LoraConfig(r=reward_lora.r, lora_alpha=reward_lora.lora_alpha, lora_dropout=0.0,
+                      target_modules=reward_lora.target_modules, task_type="CAUSAL_LM")
+    weights = {k: v for k, v in load_file(str(reward_dir / "adapter_model.safetensors")).items() if ".lora_" in k}
+    model.add_adapter(VALUE, lora)
+    try:
+        result = set_peft_model_state_dict(model, weights, adapter_name=VALUE)
+        problem = next((k for k in result.missing_keys if f".{VALUE}." in k and ".lora_" in k), None)
+    except RuntimeError as exc:  # shapes of another base
+        problem = str(exc).splitlines()[0][:200]
+    if problem is not None:
+        log.warning("the critic starts as a fresh adapter: the reward model's adapter does not fit this base (%s)",
+                    problem)
+        model.delete_adapter(VALUE)
+        return False
+    log.info("value adapter initialised from the reward model's adapter (%s)", reward_dir)
+    return True
 
 
 def _value_head(recipe, hidden: int, device, reward_dir: Path | None) -> torch.nn.Linear:

@@ -25,7 +25,6 @@ class Rollout:
     response_mask: torch.Tensor
     contains_eos: torch.Tensor  # (B,) bool
     texts: list[str]
-    logprobs: torch.Tensor | None = None  # (B, R) sampling log-probs of the response tokens, when known
 
     @property
     def sequence(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,8 +33,7 @@ class Rollout:
 
     def select(self, index: torch.Tensor) -> "Rollout":
         return Rollout(self.query[index], self.query_mask[index], self.response[index], self.response_mask[index],
-                       self.contains_eos[index], [self.texts[i] for i in index.tolist()],
-                       None if self.logprobs is None else self.logprobs[index])
+                       self.contains_eos[index], [self.texts[i] for i in index.tolist()])
 
 
 def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -58,23 +56,27 @@ def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -
 @torch.no_grad()
 def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
            top_p: float) -> Rollout:
-    """Sample one response per prompt with the KV cache; cut at the first stop token. The policy's
-    log-probs of the sampled tokens come from the sampling step's raw logits / temperature, which saves
-    the policy a forward pass over the rollout (the same numbers up to float rounding)."""
+    """Sample one response per prompt with the KV cache; cut at the first stop token. The sampler's own
+    log-probs are not kept: the cached decoding rounds differently from the full forward the update runs,
+    so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
     out = model.generate(input_ids=query, attention_mask=query_mask, do_sample=True, temperature=temperature,
                          top_p=top_p, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, output_logits=True, return_dict_in_generate=True)
+                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True)
     stop_ids = [tokenizer.eos_token_id]
     response, mask, contains_eos = truncate_at_stop(out.sequences[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
-    logprobs = logprobs_from_logits(torch.stack(out.logits, 1), response, temperature)
-    logprobs = torch.masked_fill(logprobs, ~mask, INVALID_LOGPROB)
     texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),
                                                        skip_special_tokens=True)]
-    return Rollout(query, query_mask, response, mask, contains_eos, texts, logprobs)
+    return Rollout(query, query_mask, response, mask, contains_eos, texts)
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(1) - 1).clamp(min=0)
+
+
+def _masked_logprobs(logits: torch.Tensor, rollout: Rollout, temperature: float) -> torch.Tensor:
+    """Log-probs (B, R) of the response tokens under logits (B, R, V) / temperature; INVALID_LOGPROB at padding."""
+    logprobs = logprobs_from_logits(logits, rollout.response, temperature)
+    return torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
 
 
 def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy: bool = False):
@@ -84,13 +86,36 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
     # the LM head runs on the last R + 1 positions only; the logit at t predicts token t + 1
     logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False,
                    logits_to_keep=rollout.response.shape[1] + 1).logits[:, :-1]
-    logprobs = logprobs_from_logits(logits, rollout.response, temperature)
-    logprobs = torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
+    logprobs = _masked_logprobs(logits, rollout, temperature)
     if not with_entropy:
         return logprobs
     with torch.no_grad():  # logged, not optimized
         entropy = entropy_from_logits(logits / (temperature + 1e-7))
     return logprobs, entropy
+
+
+def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module, rollout: Rollout, temperature: float,
+                   *, with_entropy: bool = False, value_only: bool = False):
+    """One trunk pass over query + response for a critic that shares the policy's trunk: the LM head and the
+    value head both read the hidden state at the position before each response token. Returns
+    (logprobs (B, R), values (B, R)), plus the per-token entropy (B, R) with `with_entropy`. With
+    `value_only` the trunk runs without gradients, only the value head learns (the critic warm-up) and the
+    log-probs are None."""
+    ids, mask = rollout.sequence
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not value_only):
+        # the last R + 1 positions, as the model's own forward keeps them for response_logprobs
+        kept = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                     use_cache=False).last_hidden_state[:, -(rollout.response.shape[1] + 1):]
+    values = value_head(kept[:, :-1].to(value_head.weight.dtype)).squeeze(-1) * rollout.response_mask
+    if value_only:
+        return None, values
+    logits = lm_head(kept)[:, :-1]
+    logprobs = _masked_logprobs(logits, rollout, temperature)
+    if not with_entropy:
+        return logprobs, values
+    with torch.no_grad():
+        entropy = entropy_from_logits(logits / (temperature + 1e-7))
+    return logprobs, values, entropy
 
 
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:

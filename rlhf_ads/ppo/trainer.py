@@ -4,12 +4,13 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
 
     1. rollout       sample responses for a batch of prompts; cut at the first stop token
     2. score         the reward mix on the texts; missing-EOS penalty
-    3. old stats     policy/reference log-probs and values on the sampled sequences
+    3. old stats     policy/reference log-probs and values on the sampled sequences, from the forward passes
+                     the update runs (one pass for policy and values with ppo.critic: shared)
     4. rewards       per-token -beta * KL, the score (minus the batch's mean with center_scores) added at the
                      last response token
     5. advantages    GAE, whitened per batch
     6. update        ppo_epochs over shuffled minibatches: clipped policy + clipped value loss (value loss
-                     only for the first ppo.critic_warmup_steps steps)
+                     only for the first ppo.critic_warmup_steps steps; one backward with a shared critic)
     7. log, KL controller, checkpoint
 
 Writes <run>/ppo/: policy/ and value/ adapters, value_head.safetensors, metrics.jsonl,
@@ -47,7 +48,7 @@ from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
-from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_values, sample
+from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
 from rlhf_ads.storage import atomic_write_text
@@ -201,13 +202,14 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     if cfg.missing_eos_penalty is not None:
         scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)
     timer.lap("score")
-    # 3. log-probs of the sampled tokens under policy and reference, and values
+    # 3. old statistics from the forward the update runs: policy and reference log-probs, values
     with torch.no_grad():
-        logprobs = rollout.logprobs  # from sampling: the policy needs no second pass
+        logprobs, _, values = _policy_pass(cfg, actor_critic, optimization, rollout)
+        if values is None:
+            values = _value_pass(cfg, actor_critic, optimization, rollout)
         with actor_critic.reference_context():
-            ref_logprobs = optimization.forward(lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature))
-        actor_critic.use(VALUE)
-        values = optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, rollout))
+            ref_logprobs = optimization.forward(
+                lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature))
     mask = rollout.response_mask
     timer.lap("old_stats")
     # 4. per-token rewards: -beta * KL, plus the score at the last response token
@@ -260,26 +262,53 @@ def _update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logprobs,
             for index in minibatch.split(cfg.micro_batch_size):
                 mb = rollout.select(index)
                 mask = mb.response_mask
-                logged = {}
+                new_values, pg_loss, logged = None, 0.0, {}
                 if train_policy:
-                    actor_critic.use(POLICY)
-                    new_logprobs, entropy = optimization.forward(
-                        lambda: response_logprobs(actor_critic.model, mb, cfg.temperature, with_entropy=True))
+                    new_logprobs, entropy, new_values = _policy_pass(cfg, actor_critic, optimization, mb,
+                                                                     with_entropy=True)
                     pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
                                                     cfg.cliprange)
-                    optimization.backward(pg_loss)
                     logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
                               "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
-                actor_critic.use(VALUE)
-                new_values = optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, mb))
+                if new_values is None:  # a value adapter: the policy's graph goes before the value's pass
+                    if train_policy:
+                        optimization.backward(pg_loss)
+                        pg_loss = 0.0
+                    new_values = _value_pass(cfg, actor_critic, optimization, mb)
                 vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
-                optimization.backward(cfg.vf_coef * vf_loss)
+                optimization.backward(pg_loss + cfg.vf_coef * vf_loss)
                 optimization.end_micro_batch()
                 logged.update({"ppo/value_loss": vf_loss, "ppo/value_clipfrac": vf_stats["clipfrac"]})
                 for key, value in logged.items():
                     stats.setdefault(key, []).append(float(value.detach()))
             stats.setdefault("ppo/grad_norm", []).append(optimization.step())
     return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def _policy_pass(cfg, actor_critic: ActorCritic, optimization, rollout, *, with_entropy: bool = False):
+    """The policy's forward over `rollout`: (log-probs (B, R), entropy (B, R) or None, values (B, R) or None);
+    with a shared critic the values come from the same pass."""
+    actor_critic.use(POLICY)
+    if actor_critic.shared_critic:
+        logprobs, values, *entropy = optimization.forward(lambda: response_stats(
+            actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
+            with_entropy=with_entropy))
+        return logprobs, (entropy or [None])[0], values
+    out = optimization.forward(
+        lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature, with_entropy=with_entropy))
+    return (*out, None) if with_entropy else (out, None, None)
+
+
+def _value_pass(cfg, actor_critic: ActorCritic, optimization, rollout) -> torch.Tensor:
+    """Values (B, R) from the critic alone: the value adapter's pass, or with a shared critic the value head
+    on the policy's trunk run without gradients (the critic warm-up)."""
+    if actor_critic.shared_critic:
+        actor_critic.use(POLICY)
+        return optimization.forward(lambda: response_stats(
+            actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
+            value_only=True))[1]
+    actor_critic.use(VALUE)
+    return optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, rollout))
 
 
 def _append(path: Path, record: dict) -> None:

@@ -99,3 +99,95 @@ def test_value_head_starts_from_the_reward_models_score_head_when_asked(tmp_path
     recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", f"ppo.value_from_reward={flag}"])
     head = build_actor_critic(recipe, None, tmp_path).value_head.weight.detach()
     assert torch.equal(head, score) if flag else not head.any()
+
+
+def make_sft_adapter(model_dir, folder):
+    """A LoRA adapter on the tiny model with random B matrices, so that it changes the model's outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.2)
+    model.save_pretrained(folder)
+    return folder
+
+
+def reference_weights_trainable(actor_critic) -> bool:
+    return any(p.requires_grad for name, p in actor_critic.model.named_parameters() if ".reference." in name)
+
+
+def test_the_reference_is_the_sft_model_stays_frozen_and_restores_the_active_adapter(tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32"])
+    actor_critic = build_actor_critic(recipe, sft_dir, None)
+    rollout = tiny_rollout(len(actor_critic.tokenizer))
+    actor_critic.use(VALUE)
+    with actor_critic.reference_context():
+        assert not reference_weights_trainable(actor_critic)
+        reference = response_logprobs(actor_critic.model, rollout, 1.0)
+    assert actor_critic.model.base_model.active_adapter == VALUE and not reference_weights_trainable(actor_critic)
+    with torch.no_grad():
+        sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(sft_dir)).eval()
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+        assert torch.allclose(reference, response_logprobs(sft, rollout, 1.0), atol=1e-5)
+        assert not torch.allclose(reference, response_logprobs(base, rollout, 1.0), atol=1e-3)
+
+    actor_critic.use(POLICY)  # one policy step: the policy moves, the reference does not
+    (-response_logprobs(actor_critic.model, rollout, 1.0)[rollout.response_mask].sum()).backward()
+    torch.optim.SGD(actor_critic.trainable_parameters()[POLICY], lr=1.0).step()
+    with actor_critic.reference_context():
+        assert torch.equal(response_logprobs(actor_critic.model, rollout, 1.0), reference)
+    assert actor_critic.model.base_model.active_adapter == POLICY
+    with torch.no_grad():
+        assert not torch.allclose(response_logprobs(actor_critic.model, rollout, 1.0), reference, atol=1e-4)
+
+
+def policy_gradients(actor_critic, rollout) -> list[torch.Tensor]:
+    params = actor_critic.trainable_parameters()[POLICY]
+    for param in params:
+        param.grad = None
+    actor_critic.use(POLICY)
+    response_logprobs(actor_critic.model, rollout, 1.0)[rollout.response_mask].sum().backward()
+    return [param.grad.clone() for param in params]
+
+
+def dequantize_base_layers(model) -> int:
+    """Replace each 4-bit base layer under a LoRA layer by a plain Linear holding its dequantized weights."""
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+
+    swapped = 0
+    for module in model.modules():
+        layer = getattr(module, "base_layer", None)
+        if isinstance(layer, Linear4bit):
+            dense = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+            dense.weight.data = dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+            module.base_layer = dense.requires_grad_(False)
+            swapped += 1
+    return swapped
+
+
+def test_4bit_ppo_backpropagates_through_the_quantized_layers(tmp_path, tiny_model_dir, recwarn):
+    """After a no-grad rollout pass, the policy's gradients on a 4-bit base equal those on the same weights
+    dequantized into plain layers: the gradient passes through every 4-bit layer (bitsandbytes' CPU
+    inference kernel, which has no backward, stays off)."""
+    sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")  # B != 0: gradients reach every A too
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", "model.load_in_4bit=true"])
+    actor_critic = build_actor_critic(recipe, sft_dir, None)
+    rollout = tiny_rollout(len(actor_critic.tokenizer))
+    with torch.no_grad():  # a rollout-like pass first: where repacking happens, it happens here
+        response_logprobs(actor_critic.model, rollout, 1.0)
+    quantized = policy_gradients(actor_critic, rollout)
+    assert dequantize_base_layers(actor_critic.model) > 0
+    dense = policy_gradients(actor_critic, rollout)
+    for got, want in zip(quantized, dense):
+        assert torch.allclose(got, want, rtol=1e-3, atol=1e-6)
+    assert not [w for w in recwarn if "autograd kernel was not registered" in str(w.message)]

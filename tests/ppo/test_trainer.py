@@ -13,6 +13,7 @@ from rlhf_ads.ppo import trainer
 from rlhf_ads.ppo.kl import make_controller
 from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.rewards import RewardError
+from rlhf_ads.ppo.rollout import response_logprobs
 from tests.helpers import LENGTH_REWARD
 
 TINY = ["model.dtype=fp32", "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=6",
@@ -112,15 +113,88 @@ def test_one_update_moves_log_probs_along_the_advantages(tmp_path, tiny_model_di
     assert change[0] > 0 and change[2] > 0 and change[1] < 0 and change[3] < 0
 
 
-def test_gradient_accumulation_matches_one_big_minibatch(tmp_path, tiny_model_dir):
-    """Two micro-batches of 2 give the update one minibatch of 4 gives (same rollout, same seed)."""
-    reward = write_reward(tmp_path, LENGTH_REWARD)
-    trainer.run(recipe(tmp_path / "one", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4"))
-    trainer.run(recipe(tmp_path / "two", tiny_model_dir, reward, "ppo.steps=2", "ppo.mini_batch_size=4",
-                       "ppo.training.grad_accum=2"))
-    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
-    assert one[0]["ppo/score"] == two[0]["ppo/score"]  # same first rollout
-    assert two[1]["ppo/kl"] == pytest.approx(one[1]["ppo/kl"], rel=1e-3, abs=1e-4)  # same update -> same next policy
+def test_gradient_accumulation_averages_the_micro_batch_losses(tmp_path, tiny_model_dir, monkeypatch):
+    """With ppo.training.grad_accum=2 the raw gradient before the optimizer step is the mean of the two
+    micro-batches' gradients, each from its own token-mean loss (TRL 1.12's convention: responses of
+    unequal length weigh by micro-batch, not by token)."""
+    from rlhf_ads.ppo.losses import policy_loss, value_loss
+    from rlhf_ads.ppo.models import POLICY, VALUE, build_actor_critic
+    from rlhf_ads.ppo.rollout import response_values
+    from tests.ppo.test_models import tiny_rollout
+
+    loaded = recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.batch_size=4",
+                    "ppo.mini_batch_size=4", "ppo.training.grad_accum=2")
+    torch.manual_seed(0)
+    actor_critic = build_actor_critic(loaded, None, None)
+    two = tiny_rollout(len(actor_critic.tokenizer))
+    rollout = two.select(torch.tensor([0, 1, 1, 0]))
+    rollout.response_mask[2, 2:] = False  # four response lengths: 6, 4, 2, 6
+    with torch.no_grad():
+        actor_critic.use(POLICY)
+        old = response_logprobs(actor_critic.model, rollout, loaded.ppo.temperature)
+    advantages = torch.tensor([[1.0], [-1.0], [0.5], [2.0]]) * rollout.response_mask
+    returns = torch.ones_like(old) * rollout.response_mask
+    params = [p for group in actor_critic.trainable_parameters().values() for p in group]
+
+    def micro_batch_gradients(index):
+        for param in params:
+            param.grad = None
+        mb, mask = rollout.select(index), rollout.response_mask[index]
+        actor_critic.use(POLICY)
+        new = response_logprobs(actor_critic.model, mb, loaded.ppo.temperature)
+        loss = policy_loss(new, old[index], advantages[index], mask)[0]
+        loss.backward()
+        actor_critic.use(VALUE)
+        values = response_values(actor_critic.trunk, actor_critic.value_head, mb)
+        (loaded.ppo.vf_coef * value_loss(values, torch.zeros_like(old[index]), returns[index], mask)[0]).backward()
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+    expected = [(a + b) / 2 for a, b in zip(micro_batch_gradients(torch.tensor([0, 1])),
+                                            micro_batch_gradients(torch.tensor([2, 3])))]
+    for param in params:
+        param.grad = None
+    optimization = make_optimization(Accelerator(), actor_critic, loaded.ppo)
+    captured = []
+    monkeypatch.setattr(optimization, "step", lambda: captured.append(
+        [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]) or 0.0)
+    monkeypatch.setattr(torch, "randperm", lambda n, **kwargs: torch.arange(n))  # micro-batches [0, 1], [2, 3]
+    trainer._update(loaded.ppo, actor_critic, optimization, rollout, old, torch.zeros_like(old), advantages, returns)
+    assert len(captured) == 1
+    assert any(g.abs().sum() > 0 for g in expected)
+    for got, want in zip(captured[0], expected):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_the_score_lands_on_the_last_response_token_minus_the_missing_eos_penalty(tmp_path, tiny_model_dir,
+                                                                                   monkeypatch):
+    """Inside the loop: responses that never stop lose ppo.missing_eos_penalty, and with no KL penalty the
+    per-token rewards are zero but for each response's last token, which carries its score."""
+    seen = {}
+    sample, token_rewards = trainer.sample, trainer.token_rewards
+
+    def record_rollout(*args, **kwargs):
+        seen["rollout"] = sample(*args, **kwargs)
+        return seen["rollout"]
+
+    def record_rewards(kl, scores, mask, *args):
+        seen["scores"], seen["rewards"] = scores.clone(), token_rewards(kl, scores, mask, *args)
+        return seen["rewards"]
+
+    monkeypatch.setattr(trainer, "sample", record_rollout)
+    monkeypatch.setattr(trainer, "token_rewards", record_rewards)
+    constant = write_reward(tmp_path, """
+        def score(completions, prompts, **columns):
+            return [1.0] * len(completions)
+    """)
+    trainer.run(recipe(tmp_path, tiny_model_dir, constant, "ppo.steps=1", "ppo.max_new_tokens=3", "ppo.kl.coef=0",
+                       "ppo.missing_eos_penalty=0.75"))
+    rollout = seen["rollout"]
+    assert not rollout.contains_eos.all()  # a random tiny model rarely stops within 3 tokens
+    assert torch.equal(seen["scores"], torch.where(rollout.contains_eos, 1.0, 0.25))
+    last = rollout.response_mask.long().sum(1) - 1
+    expected = torch.zeros_like(seen["rewards"])
+    expected[torch.arange(len(last)), last] = seen["scores"]
+    assert torch.equal(seen["rewards"], expected)
 
 
 def test_gradient_checkpointing_gives_the_same_run(tmp_path, tiny_model_dir):
@@ -142,30 +216,64 @@ def test_long_prompts_are_cut_from_the_left_and_counted(tmp_path, tiny_model_dir
     assert metrics["ppo/prompts_cut"] == 4
 
 
-def test_empty_generations_are_scored_not_fatal(tmp_path, tiny_model_dir):
-    empty = write_reward(tmp_path, """
+def test_empty_generations_are_scored_not_fatal(tmp_path, tiny_model_dir, monkeypatch):
+    """Responses that stop at once (EOS first) are scored as empty texts and the step trains on."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    sample = trainer.sample
+
+    def sample_stopping_even_rows(model, tokenizer, *args, **kwargs):
+        class StopEvenRows(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                scores[::2] = float("-inf")
+                scores[::2, tokenizer.eos_token_id] = 0.0
+                return scores
+
+        generate = model.generate
+        model.generate = lambda **options: generate(**options, logits_processor=LogitsProcessorList([StopEvenRows()]))
+        try:
+            return sample(model, tokenizer, *args, **kwargs)
+        finally:
+            del model.generate
+
+    monkeypatch.setattr(trainer, "sample", sample_stopping_even_rows)
+    seen = tmp_path / "seen.jsonl"
+    empty = write_reward(tmp_path, f"""
+        import json
         def score(completions, prompts, **columns):
+            with open({str(seen)!r}, "a") as log:
+                log.write(json.dumps(completions) + "\\n")
             return [0.0 if not c else 1.0 for c in completions]
     """)
-    loaded = recipe(tmp_path, tiny_model_dir, empty, "ppo.steps=1", "ppo.max_new_tokens=1")
-    metrics = trainer.run(loaded)
-    assert 0.0 <= metrics["ppo/empty_fraction"] <= 1.0 and metrics["ppo/response_length"] == 1.0
+    metrics = trainer.run(recipe(tmp_path, tiny_model_dir, empty, "ppo.steps=1", "ppo.max_new_tokens=3"))
+    [completions] = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert completions[0] == completions[2] == "" and metrics["ppo/empty_fraction"] >= 0.5
+    assert torch.isfinite(torch.tensor(metrics["ppo/policy_loss"]))
 
 
-def test_value_head_starts_from_a_causal_reward_models_score_head(tmp_path, tiny_model_dir):
-    import torch
-    from safetensors.torch import load_file
-
-    from rlhf_ads.ppo.models import build_actor_critic
+def test_the_critic_starts_as_a_causal_lora_reward_model(tmp_path, tiny_model_dir):
+    """With a LoRA reward model on the same base, the value adapter starts as its adapter and the value head
+    as its score head: the critic's first value at a sequence's last token is the reward model's score."""
+    from rlhf_ads.modeling import load_sequence_scorer
+    from rlhf_ads.ppo.models import VALUE, build_actor_critic
     from rlhf_ads.stages import reward as reward_stage
 
     common = [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", "model.dtype=fp32", "model.use_lora=true"]
     reward_stage.run(config.load(None, [*common, "reward.training.max_steps=2", "reward.training.max_train_rows=4",
-                                        "reward.training.max_eval_rows=4", "reward.training.max_length=1024"]))
+                                        "reward.training.max_eval_rows=4", "reward.training.max_length=1024",
+                                        "reward.training.learning_rate=0.01"]))
     reward_dir = tmp_path / "quickstart/reward"
-    score = next(v for k, v in load_file(reward_dir / "adapter_model.safetensors").items() if "score" in k)
-    ac = build_actor_critic(config.load(None, common), None, reward_dir)
-    assert torch.allclose(ac.value_head.weight, score.reshape(1, -1).float())
+    actor_critic = build_actor_critic(config.load(None, common), None, reward_dir)
+    scorer, _, _ = load_sequence_scorer(str(reward_dir), dtype="fp32")
+    ids = torch.tensor([[5, 17, 33, 8, 90, 41], [7, 7, 120, 64, 3, 250]])
+    actor_critic.use(VALUE)
+    with torch.no_grad():
+        values = actor_critic.value_head(actor_critic.trunk(input_ids=ids).last_hidden_state[:, -1]).squeeze(-1)
+        scores = scorer(input_ids=ids).logits.squeeze(-1)
+        fresh = build_actor_critic(config.load(None, [*common, "ppo.value_from_reward=false"]), None, reward_dir)
+        fresh.use(VALUE)
+        assert not fresh.value_head(fresh.trunk(input_ids=ids).last_hidden_state[:, -1]).any()
+    assert torch.allclose(values, scores, atol=1e-4) and not torch.allclose(values[0], values[1])
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
@@ -289,3 +397,25 @@ def test_resume_reads_the_trainer_state_with_pickling_refused(tmp_path, tiny_mod
     torch.save({"optimizer": {}, "rng_per_rank": [], "payload": _RunsCodeWhenUnpickled()}, state_file)
     with pytest.raises(RlhfAdsError, match="holds more than tensors and plain values, so it is not loaded"):
         trainer.run(recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=3", "ppo.training.resume=true"))
+
+
+@pytest.mark.parametrize("critic", ["adapter", "shared"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_model_dir, monkeypatch, dtype, critic):
+    """Policy = reference = SFT at the start: the old log-probs come from the same forward as the update's
+    and the reference's, so the KL in the first rewards is 0 and the first minibatch's ratios are 1."""
+    from tests.ppo.test_models import make_sft_adapter
+
+    sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
+    gaps = []
+    policy_loss = trainer.policy_loss
+
+    def record(new_logprobs, old_logprobs, advantages, mask, *args):
+        gaps.append(((new_logprobs - old_logprobs).abs() * mask).max().item())
+        return policy_loss(new_logprobs, old_logprobs, advantages, mask, *args)
+
+    monkeypatch.setattr(trainer, "policy_loss", record)
+    metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
+                                 f"model.dtype={dtype}", f"ppo.critic={critic}", f"ppo.sft={sft_dir}"))
+    assert metrics["ppo/kl"] == 0.0 and gaps[0] == 0.0
+    assert max(gaps) > 0  # later minibatches see the updated policy
