@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
     parser.add_argument("--ours-modes", default="lora-adapters,checkpointed,shared-critic", help=(
         "Our variants: lora-adapters (the defaults), checkpointed (ppo.training.gradient_checkpointing), "
-        "shared-critic (ppo.critic: shared)."))
+        "shared-critic (ppo.critic: shared), unmerged-sampling (ppo.sampling: adapters)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")
@@ -127,7 +127,7 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
 _LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False, "recompute": False}
 _OURS = dict(_LORA, policy_logprob_pass=True)
 DESIGNS = {"ours/lora-adapters": _OURS, "ours/checkpointed": dict(_OURS, recompute=True),
-           "ours/shared-critic": dict(_OURS, shared_critic=True),
+           "ours/shared-critic": dict(_OURS, shared_critic=True), "ours/unmerged-sampling": _OURS,
            "trl-1.12/full": dict(_LORA, policy_full=True, value_full=True),
            "trl-1.12/lora": dict(_LORA, value_full=True)}
 

@@ -23,25 +23,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, write_result  # noqa: E402
 
 
-# mode -> (ppo.critic, ppo.training.gradient_checkpointing)
-MODES = {"lora-adapters": ("adapter", False), "checkpointed": ("adapter", True), "shared-critic": ("shared", False)}
+# mode -> what it sets beside the stage's defaults: ppo.critic, ppo.sampling, ppo.training.gradient_checkpointing
+MODES = {"lora-adapters": {}, "checkpointed": {"gradient_checkpointing": True}, "shared-critic": {"critic": "shared"},
+         "unmerged-sampling": {"sampling": "adapters"}}
 
 
 def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapters"):
     """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off),
     LoRA value adapter, a learned reward model on the same base, one PPO epoch. Mode `checkpointed`
     recomputes layer activations in the backward pass (ppo.training.gradient_checkpointing); mode
-    `shared-critic` puts the value head on the policy's trunk (ppo.critic: shared)."""
+    `shared-critic` puts the value head on the policy's trunk (ppo.critic: shared); mode `unmerged-sampling`
+    decodes rollouts through the adapters instead of merged weights (ppo.sampling: adapters)."""
     from rlhf_ads.config import (DataSource, LoraSettings, ModelConfig, PPOStageConfig, PPOTrainingSettings, Recipe,
                                  RewardSpec)
 
     lora = spec["lora"]
-    critic, checkpointing = MODES[mode]
+    chosen = MODES[mode]
     training = PPOTrainingSettings(learning_rate=spec["learning_rate"], save_steps=10 ** 6,
-                                   gradient_checkpointing=checkpointing)
+                                   gradient_checkpointing=chosen.get("gradient_checkpointing", False))
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
-                         temperature=spec["temperature"], top_p=1.0, log_samples=0, critic=critic, training=training)
+                         temperature=spec["temperature"], top_p=1.0, log_samples=0, training=training,
+                         critic=chosen.get("critic", "adapter"), sampling=chosen.get("sampling", "auto"))
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],

@@ -255,6 +255,11 @@ class PPOStageConfig:
         "'adapter': the value function has its own LoRA adapter on the base (and its own forward and backward "
         "passes); 'shared': the value head reads the policy's last hidden state, so one forward and one "
         "backward per micro-batch give the policy and value losses (needs models: shared)."))
+    sampling: Literal["auto", "merged", "adapters"] = option("auto", help=(
+        "How rollouts decode. 'merged': from a plain copy of the model whose adapted weights are rebuilt as "
+        "base + policy adapter before each rollout (faster decoding; costs one copy of the adapted weights in the "
+        "compute dtype, on a 4-bit base the dequantized model); 'adapters': through the PEFT adapters; "
+        "'auto': merged, except on 4-bit bases (whose point is memory) and under DeepSpeed ZeRO-3."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help=(

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_ads.checkpoint import saved_weights
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.modeling import SCORER_META, load_base
+from rlhf_ads.ppo.merged import MergedPolicy
 from rlhf_ads.private_apis import keep_4bit_layers_differentiable
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,18 @@ class ActorCritic:
                  shared_critic: bool = False):
         self.model, self.tokenizer, self.value_head, self.has_reference = model, tokenizer, value_head, has_reference
         self.shared_critic = shared_critic
+        self.merged: MergedPolicy | None = None
         self.model.eval()  # dropout off in every role; gradients still flow
+
+    def merge_for_sampling(self, dtype: torch.dtype) -> None:
+        """Decode rollouts from merged weights in `dtype` (ppo.sampling: merged) from now on."""
+        self.merged = MergedPolicy(self.model, POLICY, dtype)
+
+    def sampler(self) -> torch.nn.Module:
+        """The model rollouts decode with: the merged copy, rebuilt from the current policy adapter, or the PEFT
+        model with the policy adapter active."""
+        self.use(POLICY)
+        return self.model if self.merged is None else self.merged.refresh()
 
     def use(self, name: str) -> None:
         """Make adapter `name` the active one (PEFT turns requires_grad on for it, off for the others); with a
@@ -114,6 +126,10 @@ class SeparateActorCritic:
 
     def use(self, name: str) -> None:
         self.active = name
+
+    def sampler(self) -> torch.nn.Module:
+        self.use(POLICY)
+        return self.model
 
     @property
     def model(self):

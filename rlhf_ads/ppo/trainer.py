@@ -43,6 +43,7 @@ from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import brief_from_row, data_options, load_rows, render_row_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.modeling import DTYPES, resolve_dtype
 from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
@@ -101,6 +102,18 @@ def without_timings(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "ppo/samples_per_second" and not k.startswith("ppo/time/")}
 
 
+def samples_merged(recipe: Recipe, zero3: bool) -> bool:
+    """Whether rollouts decode from merged weights (ppo.sampling): 'auto' merges unless the base is 4-bit (the
+    merged copy would be the dequantized model), the roles are separate models, or ZeRO-3 partitions the weights."""
+    cfg = recipe.ppo
+    unsupported = "ppo.models: separate" if cfg.models == "separate" else "DeepSpeed ZeRO-3" if zero3 else None
+    if cfg.sampling == "merged" and unsupported:
+        raise RlhfAdsError(f"ppo.sampling: merged does not run with {unsupported}; use ppo.sampling: adapters")
+    if cfg.sampling == "auto":
+        return unsupported is None and not recipe.model.load_in_4bit
+    return cfg.sampling == "merged"
+
+
 def _default_stage_dir(recipe: Recipe, configured: str | None, stage: str) -> Path | None:
     path = Path(configured) if configured else recipe.stage_dir(stage)
     if configured and not (path / "adapter_config.json").is_file():
@@ -134,6 +147,8 @@ def run(recipe: Recipe) -> dict:
     if processes.world_size() > 1:
         seed_everything(recipe.seed + processes.rank())  # each rank samples its own responses
     optimization = make_optimization(accelerator, actor_critic, cfg)
+    if samples_merged(recipe, getattr(optimization, "zero3", False)):
+        actor_critic.merge_for_sampling(DTYPES[resolve_dtype(recipe.model.dtype)])
     kl_ctl = make_controller(cfg.kl)
     start_step = 0
     if main:
@@ -188,12 +203,11 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     indices = batch_indices(len(rows), cfg.batch_size, step, recipe.seed, processes.rank(), processes.world_size())
     batch_rows = [rows[i] for i in indices]
     prompts = [render_row_prompt(r, actor_critic.tokenizer) for r in batch_rows]
-    # 1. rollout with the policy adapter
+    # 1. rollout with the policy (its merged copy, or through the adapter)
     query, query_mask, cut = encode_prompts(actor_critic.tokenizer, prompts, cfg.max_prompt_tokens)
-    actor_critic.use(POLICY)
     with optimization.generation():
-        rollout = sample(actor_critic.model, actor_critic.tokenizer, query, query_mask, max_new_tokens=cfg.max_new_tokens,
-                         temperature=cfg.temperature, top_p=cfg.top_p)
+        rollout = sample(actor_critic.sampler(), actor_critic.tokenizer, query, query_mask,
+                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)
