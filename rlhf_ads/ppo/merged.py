@@ -32,36 +32,38 @@ class MergedPolicy:
 
     def __init__(self, peft_model: PeftModel, adapter: str, dtype: torch.dtype):
         base = peft_model.get_base_model()
-        self.adapter, self.dtype = adapter, dtype
-        self.layers = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
+        self.adapter = adapter
+        layers = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
         with torch.device("meta"):
             self.model = type(base)(base.config)
         self.model.eval().requires_grad_(False)
         self.model.generation_config = base.generation_config
-        adapted = tuple(f"{name}." for name in self.layers)
+        adapted = tuple(f"{name}." for name in layers)
         for name, param in base.named_parameters(remove_duplicate=False):
             if not name.startswith(adapted):  # shared, not copied (tied weights stay tied)
                 _set(self.model, name, param)
         for name, buffer in base.named_buffers(remove_duplicate=False):
             if not name.startswith(adapted):
                 _set(self.model, name, buffer)
-        for name, layer in self.layers.items():
+        self.pairs: list[tuple[LoraLayer, torch.nn.Linear]] = []  # (adapted layer, its dense twin)
+        for name, layer in layers.items():
             target = self.model.get_submodule(name)
             base_layer = layer.get_base_layer()
             target.weight = torch.nn.Parameter(torch.empty(target.weight.shape, dtype=dtype,
                                                            device=base_layer.weight.device), requires_grad=False)
             if base_layer.bias is not None:
                 target.bias = base_layer.bias
+            self.pairs.append((layer, target))
         self.refresh()
 
     @torch.no_grad()
     def refresh(self) -> torch.nn.Module:
         """Rebuild every adapted weight as base + delta (computed in fp32, cast once); returns the model."""
-        for name, layer in self.layers.items():
+        for layer, target in self.pairs:
             weight = _dense_weight(layer)
             if self.adapter in layer.lora_A:
                 weight += layer.get_delta_weight(self.adapter).float()
-            self.model.get_submodule(name).weight.copy_(weight)
+            target.weight.copy_(weight)
         return self.model
 
 

@@ -94,6 +94,15 @@ def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy:
     return logprobs, entropy
 
 
+def _last_hidden_states(trunk, rollout: Rollout) -> torch.Tensor:
+    """The trunk's last hidden states at the last R + 1 positions of query + response (B, R + 1, H): the
+    position before each response token and the last one, as the model's own forward keeps them for
+    response_logprobs."""
+    ids, mask = rollout.sequence
+    return trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                 use_cache=False).last_hidden_state[:, -(rollout.response.shape[1] + 1):]
+
+
 def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module, rollout: Rollout, temperature: float,
                    *, with_entropy: bool = False, value_only: bool = False):
     """One trunk pass over query + response for a critic that shares the policy's trunk: the LM head and the
@@ -101,11 +110,8 @@ def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module,
     (logprobs (B, R), values (B, R)), plus the per-token entropy (B, R) with `with_entropy`. With
     `value_only` the trunk runs without gradients, only the value head learns (the critic warm-up) and the
     log-probs are None."""
-    ids, mask = rollout.sequence
     with torch.set_grad_enabled(torch.is_grad_enabled() and not value_only):
-        # the last R + 1 positions, as the model's own forward keeps them for response_logprobs
-        kept = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                     use_cache=False).last_hidden_state[:, -(rollout.response.shape[1] + 1):]
+        kept = _last_hidden_states(trunk, rollout)
     values = value_head(kept[:, :-1].to(value_head.weight.dtype)).squeeze(-1) * rollout.response_mask
     if value_only:
         return None, values
@@ -120,8 +126,5 @@ def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module,
 
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
     """Values (B, R): the value head on the trunk's last hidden state at the position before each token."""
-    ids, mask = rollout.sequence
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                   use_cache=False).last_hidden_state
-    values = value_head(hidden[:, rollout.query.shape[1] - 1:-1].to(value_head.weight.dtype)).squeeze(-1)
-    return values * rollout.response_mask
+    hidden = _last_hidden_states(trunk, rollout)[:, :-1]
+    return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1) * rollout.response_mask
