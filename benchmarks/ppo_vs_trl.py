@@ -38,9 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtypes", default="fp32,bf16", help="Comma-separated precisions to compare.")
     parser.add_argument("--skip-peer", action="store_true", help="Run only ours (no TRL virtualenv needed).")
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
-    parser.add_argument("--ours-modes", default="lora-adapters,checkpointed,shared-critic", help=(
-        "Our variants: lora-adapters (the defaults), checkpointed (ppo.training.gradient_checkpointing), "
-        "shared-critic (ppo.critic: shared), unmerged-sampling (ppo.sampling: adapters)."))
+    parser.add_argument("--ours-modes", default="defaults,checkpointed,adapter-critic", help=(
+        "Our variants: defaults (the stage as shipped), checkpointed (ppo.training.gradient_checkpointing), "
+        "adapter-critic (ppo.critic: adapter), shared-critic (ppo.critic: shared), unmerged-sampling "
+        "(ppo.sampling: adapters)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")
@@ -126,8 +127,9 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
 # rollout log-probs from the sampling logits; ours from a policy forward (the one its update runs).
 _LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False, "recompute": False}
 _OURS = dict(_LORA, policy_logprob_pass=True)
-DESIGNS = {"ours/lora-adapters": _OURS, "ours/checkpointed": dict(_OURS, recompute=True),
-           "ours/shared-critic": dict(_OURS, shared_critic=True), "ours/unmerged-sampling": _OURS,
+_SHARED = dict(_OURS, shared_critic=True)  # the stage's default critic on this work (no LoRA reward model)
+DESIGNS = {"ours/defaults": _SHARED, "ours/checkpointed": dict(_SHARED, recompute=True), "ours/adapter-critic": _OURS,
+           "ours/shared-critic": _SHARED, "ours/unmerged-sampling": _SHARED,
            "trl-1.12/full": dict(_LORA, policy_full=True, value_full=True),
            "trl-1.12/lora": dict(_LORA, value_full=True)}
 
@@ -143,12 +145,11 @@ def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
     sizes = floor.model_sizes(json.loads((Path(spec["base_folder"]) / "config.json").read_text()))
     for result in results:
         result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)])
-    comparisons = {dtype: report.compare(results, dtype) for dtype in args.dtypes}
-    lean = {dtype: report.compare(results, dtype, report.OURS_LEAN) for dtype in args.dtypes}
-    default = report.default_ratio(results, resolve_dtype("auto"))
+    default = report.default_ratio(results, resolve_dtype("auto"), machine["cpu"].get("amx"))
     return {"machine": machine, "command": report.command_line(), "spec": {k: v for k, v in spec.items()
-            if k != "step_prompts"}, "model_sizes": sizes, "results": results, "comparisons": comparisons,
-            "lean_comparisons": lean, "default_vs_default": default, "ours_default_dtype": resolve_dtype("auto"),
+            if k != "step_prompts"}, "model_sizes": sizes, "results": results,
+            "comparisons": report.all_comparisons(results), "default_vs_default": default,
+            "ours_default_dtype": resolve_dtype("auto"),
             "finished_at": time.strftime("%Y-%m-%d %H:%M %Z")}
 
 

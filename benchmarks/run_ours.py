@@ -24,16 +24,17 @@ from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, w
 
 
 # mode -> what it sets beside the stage's defaults: ppo.critic, ppo.sampling, ppo.training.gradient_checkpointing
-MODES = {"lora-adapters": {}, "checkpointed": {"gradient_checkpointing": True}, "shared-critic": {"critic": "shared"},
-         "unmerged-sampling": {"sampling": "adapters"}}
+MODES = {"defaults": {}, "checkpointed": {"gradient_checkpointing": True}, "adapter-critic": {"critic": "adapter"},
+         "shared-critic": {"critic": "shared"}, "unmerged-sampling": {"sampling": "adapters"}}
 
 
-def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapters"):
-    """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off),
-    LoRA value adapter, a learned reward model on the same base, one PPO epoch. Mode `checkpointed`
-    recomputes layer activations in the backward pass (ppo.training.gradient_checkpointing); mode
-    `shared-critic` puts the value head on the policy's trunk (ppo.critic: shared); mode `unmerged-sampling`
-    decodes rollouts through the adapters instead of merged weights (ppo.sampling: adapters)."""
+def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "defaults"):
+    """A recipe equal in work to the peer's: fresh LoRA policy (reference = base with the adapter off), the
+    stage's critic (here, with no LoRA reward model to start from: the value head on the policy's trunk), a
+    learned reward model on the same base, one PPO epoch. Mode `checkpointed` recomputes layer activations in
+    the backward pass (ppo.training.gradient_checkpointing); `adapter-critic` gives the value function its own
+    LoRA adapter (ppo.critic: adapter), `shared-critic` the value head on the policy's trunk (ppo.critic: shared);
+    `unmerged-sampling` decodes rollouts through the adapters instead of merged weights (ppo.sampling: adapters)."""
     from rlhf_ads.config import (DataSource, LoraSettings, ModelConfig, PPOStageConfig, PPOTrainingSettings, Recipe,
                                  RewardSpec)
 
@@ -44,7 +45,7 @@ def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "lora-adapte
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
                          temperature=spec["temperature"], top_p=1.0, log_samples=0, training=training,
-                         critic=chosen.get("critic", "adapter"), sampling=chosen.get("sampling", "auto"))
+                         critic=chosen.get("critic", "auto"), sampling=chosen.get("sampling", "auto"))
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True)
     parser.add_argument("--dtype", choices=["fp32", "bf16"], required=True)
-    parser.add_argument("--mode", choices=sorted(MODES), default="lora-adapters")
+    parser.add_argument("--mode", choices=sorted(MODES), default="defaults")
     parser.add_argument("--result", required=True)
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)

@@ -7,16 +7,28 @@ import json
 import logging
 import os
 import sys
+import traceback
+import warnings
 
 from rlhf_ads import config, pipeline
 from rlhf_ads.config_schema import field_help, to_dict
 from rlhf_ads.data.validation import KINDS
-from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.errors import ConfigError, RlhfAdsError
+
+
+SECTIONS = ("generate", "sft", "reward", "ppo", "evaluate")  # a stage's own section; the rest is shared
 
 
 def _keys_epilog(section_cls, prefix: str) -> str:
-    rows = [f"  {key} (default {default!r}): {help_}" for key, help_, default in field_help(section_cls, prefix)]
-    return "recipe keys you can override with key=value:\n" + "\n".join(rows)
+    """Every key the command reads: its own section's and, for a stage, the shared ones (run, model, rewards,
+    tracking), with the defaults `rlhf-ads config` resolves when no recipe sets them."""
+    recipe = config.Recipe()
+    rows = field_help(section_cls, prefix, getattr(recipe, prefix.rstrip(".")) if prefix else recipe)
+    if prefix:
+        rows += [row for row in field_help(config.Recipe, "", recipe) if row[0].split(".")[0] not in SECTIONS]
+    lines = [f"  {key} (default {default!r}): {help_}" for key, help_, default in rows]
+    return ("recipe keys you can override with key=value (defaults without a recipe; `rlhf-ads config RECIPE` "
+            "prints a recipe's values):\n" + "\n".join(lines))
 
 
 def _recipe_parser(sub, name: str, help_: str, section_cls, prefix: str):
@@ -68,23 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
 def _lint(args) -> int:
     from rlhf_ads.lint import lint_file
 
-    violations, checked = lint_file(args.file, platform=args.platform, field=args.field,
-                                    prohibited_terms=args.prohibited, supported_claims=args.supported_claims)
+    violations, checked, unchecked = lint_file(args.file, platform=args.platform, field=args.field,
+                                               prohibited_terms=args.prohibited, supported_claims=args.supported_claims)
     for where, violation in violations:
         print(f"{where}: {violation}")
     bad = len({where for where, _ in violations})
-    print(f"{args.file}: {checked} ads checked, {bad} with violations, {len(violations)} violations")
+    print(f"{args.file}: {_count(checked, 'ad')} checked, {bad} with violations ({_count(len(violations), 'violation')})")
+    if unchecked:
+        print(f"{args.file}: length limits not checked for {_count(unchecked, 'ad')}: no platform and field; pass "
+              "--platform and --field, or give the rows platform and field columns")
     return 1 if violations else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _data_check(args) -> int:
     from rlhf_ads.data.formats import read_records
     from rlhf_ads.data.loading import map_columns
-    from rlhf_ads.data.validation import find_problems, guess_kind
+    from rlhf_ads.data.validation import find_problems
 
     records = read_records(args.file, args.split)
     columns = dict(item.split("=", 1) for item in args.columns)
-    kind = args.kind or guess_kind(next((r.row for r in records if r.row), {}))
+    kind = args.kind or _kind_from_columns(args.file, next((r.row for r in records if r.row), {}), columns)
     if columns:
         map_columns(records, columns, kind)
     good, problems = find_problems(records, kind, args.max_text_chars)
@@ -95,6 +114,20 @@ def _data_check(args) -> int:
     return 1 if problems else 0
 
 
+def _kind_from_columns(file: str, row: dict, columns: dict[str, str]) -> str:
+    """The kind `data check` infers from a row's column names read through the --columns mapping (ours=yours);
+    an error when no kind's columns are there at all."""
+    from rlhf_ads.data.validation import guess_kind, kind_coverage
+
+    theirs = {yours: ours for ours, yours in columns.items()}
+    named = {theirs.get(column, column) for column in row}
+    kind = guess_kind(dict.fromkeys(named))
+    if kind_coverage(dict.fromkeys(named), kind) == 0:
+        raise ConfigError(f"{file}: no column is one of ours ({', '.join(sorted(named)) or 'no columns'}); pass "
+                          f"--kind ({', '.join(KINDS)}) and --columns OURS=YOURS for each column to map")
+    return kind
+
+
 def _split_recipe(args) -> tuple[str | None, list[str]]:
     """Allow `rlhf-ads generate key=value` with no recipe file."""
     if args.recipe is not None and "=" in args.recipe and not os.path.exists(args.recipe):
@@ -102,8 +135,49 @@ def _split_recipe(args) -> tuple[str | None, list[str]]:
     return args.recipe, list(args.overrides)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line with options and key=value overrides in any order: argparse takes positionals
+    in one run, so overrides after an option (`pipeline R --stages ppo key=value`) come back as extras and join
+    the overrides here; anything else unrecognised is an error as usual."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    late = [e for e in extras if "=" in e and not e.startswith("-")]
+    unknown = [e for e in extras if e not in late]
+    if unknown or (late and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or late)}")
+    if late:
+        if args.recipe is None:  # the first override was read as the recipe slot's default
+            args.recipe, late = late[0], late[1:]
+        args.overrides = [*args.overrides, *late]
+    return args
+
+
+# Messages the dependencies print on every run that are not the user's problem: shown with -v only.
+QUIET_LOGGERS = ("bitsandbytes", "transformers.modeling_utils", "transformers.utils.loading_report")
+QUIET_WARNINGS = (FutureWarning, DeprecationWarning)
+QUIET_MESSAGES = ("'pin_memory' argument is set as true but no accelerator is found",)
+
+
+def quiet_dependencies(verbose: bool) -> None:
+    """Quiet by default: bitsandbytes' optional-kernel notice, transformers' weight-loading report (a fresh score
+    head is "MISSING" by design) and the dependencies' deprecation and future warnings go away unless -v; their
+    errors, and every warning of ours, stay."""
+    if verbose:
+        return
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    for message in QUIET_MESSAGES:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    quiet_dependencies(args.verbose)
+    recipe = None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "data":
@@ -119,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, "resume", False):
                 pipeline.set_resume(recipe, args.command)
             pipeline.run_stage(args.command, recipe)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line, exit status 130 like a shell's
+        stage = getattr(interrupt, "stage", args.command)
+        print(pipeline.interrupted_message(recipe, stage, argv), file=sys.stderr)
+        return 130
     except RlhfAdsError as exc:
+        if args.verbose:  # -v: the whole chain, the cause's own frames included
+            traceback.print_exc()
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -251,10 +251,12 @@ class PPOStageConfig:
         "'shared': one base carries the policy, reference and value adapters (least memory). 'separate': "
         "the policy, reference and value each get their own copy of the base; with model.use_lora: false the "
         "policy and value train all their weights (full-parameter PPO, ~4x the memory of 'shared')."))
-    critic: Literal["adapter", "shared"] = option("adapter", help=(
-        "'adapter': the value function has its own LoRA adapter on the base (and its own forward and backward "
-        "passes); 'shared': the value head reads the policy's last hidden state, so one forward and one "
-        "backward per micro-batch give the policy and value losses (needs models: shared)."))
+    critic: Literal["auto", "adapter", "shared"] = option("auto", help=(
+        "'shared': the value head reads the policy's last hidden state, so one forward and one backward per "
+        "micro-batch give the policy and value losses (needs models: shared); 'adapter': the value function has "
+        "its own LoRA adapter on the base (and its own forward and backward passes); 'auto': shared, except with "
+        "models: separate or when the critic can start as a LoRA causal reward model on the same base "
+        "(value_from_reward), which take 'adapter'."))
     sampling: Literal["auto", "merged", "adapters"] = option("auto", help=(
         "How rollouts decode. 'merged': from a plain copy of the model whose adapted weights are rebuilt as "
         "base + policy adapter before each rollout (faster decoding; costs one copy of the adapted weights in the "
@@ -289,6 +291,14 @@ class PPOStageConfig:
     training: PPOTrainingSettings = option(help=(
         "AdamW over the policy and value adapters, gradient accumulation and checkpoints; per-step metrics always "
         "go to metrics.jsonl."), factory=PPOTrainingSettings)
+    eval_every: int = option(0, help=(
+        "Every N steps (and before the first and after the last), one greedy ad per validation prompt "
+        "(ppo.eval_prompts), scored by the reward mix (ppo/eval/reward, the proxy) and, for briefs, by the gold "
+        "utility (ppo/eval/gold); the policy with the best validation proxy is kept in <ppo>/best/policy. 0: off."))
+    eval_prompts: DataSource = option(help="Validation prompts for eval_every: briefs or prompts not trained on, "
+                                           "and not the held-out ones `evaluate` reports on.",
+                                      factory=lambda: DataSource("bundled:briefs:validation"))
+    eval_num_prompts: int = option(32, help="How many validation prompts (the first N).")
     micro_batch_size: int = derived(help="mini_batch_size / training.grad_accum: samples per forward pass.")
 
     def __post_init__(self):
@@ -310,7 +320,10 @@ class EvaluateConfig:
     models: list[str] = option(help="Checkpoints: base, sft, ppo, or adapter folders.",
                                factory=lambda: ["base", "sft", "ppo"])
     briefs: DataSource = option(help="Held-out briefs.", factory=lambda: DataSource("bundled:heldout"))
-    num_briefs: int = option(64, help="How many briefs (the first N).")
+    num_briefs: int | Literal["all"] = option(64, help="How many briefs (the first N), or 'all'.")
+    samples_per_brief: int = option(0, help=(
+        "Besides the greedy ad, sample this many ads per brief at the policy's temperature and top_p "
+        "(ppo.temperature, ppo.top_p) and report means over them too (eval/<model>/sampled/<metric>); 0: greedy only."))
     max_new_tokens: int = option(48, help="Token budget of each ad.")
     temperature: float = option(0.0, help="0: greedy decoding (evaluation default).")
     batch_size: int = option(8, help="Prompts per generation batch.")
@@ -320,6 +333,12 @@ class EvaluateConfig:
     report_samples: int = option(12, help="Briefs shown side by side in report.html.")
     report_to: ReportTo = option("none", help=(
         "Also send the metrics and a table of the sample ads to this tracker (metrics.json is always written)."))
+
+    def __post_init__(self):
+        if self.num_briefs != "all" and self.num_briefs < 1:
+            raise ValueError(f"evaluate.num_briefs must be at least 1 or 'all', got {self.num_briefs}")
+        if self.samples_per_brief < 0:
+            raise ValueError(f"evaluate.samples_per_brief must be 0 (greedy only) or more, got {self.samples_per_brief}")
 
 
 @dataclass

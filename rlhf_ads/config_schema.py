@@ -58,7 +58,7 @@ def load_recipe(cls: type, path: str | Path | None, overrides: list[str] = ()) -
     origins: dict[str, str] = {}
     for item in overrides:
         key, value = _parse_override(item)
-        _set_dotted(raw, key, value, item)
+        _set_dotted(raw, key, value, item, cls)
         origins[key] = f"override '{item}'"
 
     def origin(key: str) -> str:
@@ -72,21 +72,27 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """(dotted key, help, default) for every leaf field of a config class."""
+def field_help(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every leaf field of a config class. `defaults`: an instance whose values
+    are the defaults (a section's own factory, e.g. the reward stage's learning rate, wins over its class's)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         if not f.init:
             continue
+        default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
         if dataclasses.is_dataclass(hints[f.name]):
-            rows.extend(field_help(hints[f.name], key + "."))
+            rows.extend(field_help(hints[f.name], key + ".", default))
         else:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             rows.append((key, help_text(f), default))
     return rows
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
@@ -100,18 +106,36 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _set_dotted(raw: dict[str, Any], key: str, value: Any, item: str) -> None:
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, item: str, cls: type | None = None) -> None:
+    """Set raw[a][b]...[z] = value for key 'a.b...z'. A section the recipe wrote in its short form (a data source
+    given as just its path) is expanded to its mapping first, so its keys take overrides too."""
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
+        cls = _field_type(cls, part)
         child = node.setdefault(part, {})
+        shorthand = getattr(cls, "SHORTHAND", None)
+        if isinstance(child, str) and shorthand:
+            child = node[part] = {shorthand: child}
         if not isinstance(child, dict):
             raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
         node = child
     node[parts[-1]] = value
 
 
-def _build(cls: type, data: Any, prefix: str, origin) -> Any:
+def _field_type(cls: type | None, name: str) -> type | None:
+    """The dataclass type of field `name` of dataclass `cls` (unwrapping Optional), or None."""
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return None
+    hint = typing.get_type_hints(cls).get(name)
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        hint = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def _build(cls: type, data: Any, prefix: str, origin, defaults: Any = None) -> Any:
+    """`cls` from a mapping; keys it leaves out take their values from `defaults` (an instance: a section's own
+    factory, whose values may differ from the class's) or else the class's defaults."""
     where = prefix.rstrip(".") or "the recipe"
     if not isinstance(data, dict):
         raise ConfigError(f"{origin(prefix.rstrip('.'))}: '{where}' must be a mapping, got {_describe(data)}")
@@ -131,8 +155,11 @@ def _build(cls: type, data: Any, prefix: str, origin) -> Any:
         if not f.init:
             continue
         key = prefix + f.name
+        own_default = getattr(defaults, f.name) if defaults is not None else _factory_section(f, hints[f.name])
         if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, origin)
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, origin, own_default)
+        elif defaults is not None:
+            kwargs[f.name] = own_default
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{origin(key)}: missing required key '{key}'")
     try:
@@ -141,12 +168,23 @@ def _build(cls: type, data: Any, prefix: str, origin) -> Any:
         raise ConfigError(f"{origin(where)}: {where}: {exc}") from None
 
 
-def _coerce(hint: Any, value: Any, key: str, origin) -> Any:
+def _factory_section(f: dataclasses.Field, hint: Any) -> Any:
+    """The section a field's own factory builds when that factory passes settings of its own (e.g. the reward
+    stage's `TrainerSettings(learning_rate=1e-4, batch_size=16)`): keys a recipe leaves out of that section keep
+    them. None for a plain class factory, whose defaults are the class's (and whose __post_init__ may fill
+    values from keys the recipe sets)."""
+    if not dataclasses.is_dataclass(hint) or f.default_factory in (dataclasses.MISSING, hint):
+        return None
+    return f.default_factory()
+
+
+def _coerce(hint: Any, value: Any, key: str, origin, defaults: Any = None) -> Any:
     if dataclasses.is_dataclass(hint):
         shorthand = getattr(hint, "SHORTHAND", None)  # e.g. a data source given as just its path
         if shorthand and isinstance(value, str):
             value = {shorthand: value}
-        return _build(hint, {} if value is None else value, key + ".", origin)
+        return _build(hint, {} if value is None else value, key + ".", origin,
+                      defaults if isinstance(defaults, hint) else None)
     kind = typing.get_origin(hint)
     args = typing.get_args(hint)
     if kind in (Union, types.UnionType):

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -32,9 +33,12 @@ def until_first_stop(ids: torch.Tensor, stop_ids: list[int]) -> tuple[torch.Tens
 
 
 def generate_batches(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, temperature: float = 0.7,
-                     top_p: float = 0.9, batch_size: int = 8, with_logits: bool = False) -> Iterator[GeneratedBatch]:
+                     top_p: float = 0.9, batch_size: int = 8, with_logits: bool = False,
+                     progress: str | None = None) -> Iterator[GeneratedBatch]:
     """Sample one completion per prompt, `batch_size` prompts at a time: input_ids (B, P) -> (B, P + T).
-    `temperature == 0` decodes greedily; `with_logits` also keeps each step's raw logits (B, T, V)."""
+    `temperature == 0` decodes greedily; `with_logits` also keeps each step's raw logits (B, T, V); `progress`
+    names a progress bar (in prompts) on stderr."""
+    bar = tqdm(total=len(prompts), desc=progress, unit="ad", disable=progress is None)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -49,8 +53,10 @@ def generate_batches(model, tokenizer, prompts: list[str], *, max_new_tokens: in
             new_ids = out.sequences[:, batch["input_ids"].shape[1]:]
             texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
             logits = torch.stack(out.logits, 1) if with_logits else None
+            bar.update(len(texts))
             yield GeneratedBatch(batch["input_ids"], batch["attention_mask"], new_ids, logits, texts)
     finally:
+        bar.close()
         model.train(was_training)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from rlhf_ads.errors import ModelLoadError
+from rlhf_ads.private_apis import fuse_lora_linears
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "auto", load_
             f"name ({', '.join(BUNDLED_MODELS)}), a local folder or a .gguf file") from None
     if not load_in_4bit:
         model.to(device)
+    contiguous_head_input(model)
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -226,7 +228,25 @@ def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "auto", load_
         model = _load_adapter(model, adapter, trainable=lora is not None)
     elif lora is not None:
         model = add_lora(model, lora)
+    if adapter is not None or lora is not None:
+        fuse_lora_linears(model)
     return model, tokenizer
+
+
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_head_input(model: torch.nn.Module) -> None:
+    """Hand the LM head contiguous hidden states. Transformers' causal LMs slice the hidden states before the
+    head (`logits_to_keep`; the last position only while generating), and on such a strided (B, T, H) view
+    PyTorch's matmul takes its batched path, which copies the head's weight once per row: B x V x H, 0.45 GB
+    per call for B = 8 and SmolLM2's vocabulary in bf16, 0.8 s of each 2-core rollout's prefill. A no-op for
+    models without an output embedding; adding it twice adds it once."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or any(hook is _contiguous_input for hook in head._forward_pre_hooks.values()):
+        return
+    head.register_forward_pre_hook(_contiguous_input)
 
 
 def add_lora(model, lora, adapter_name: str = "default"):

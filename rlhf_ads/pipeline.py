@@ -12,9 +12,11 @@ import gc
 import importlib
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 
+from rlhf_ads import checkpoint
 from rlhf_ads.config import Recipe
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.storage import atomic_write_text
@@ -44,6 +46,17 @@ def set_resume(recipe: Recipe, stage: str) -> None:
         training.resume = True
 
 
+def interrupted_message(recipe: Recipe | None, stage: str, argv: list[str]) -> str:
+    """One line for Ctrl-C: the stage that stopped, its newest complete checkpoint, and the command to resume."""
+    command = "rlhf-ads " + " ".join(shlex.quote(a) for a in argv)
+    if recipe is None or stage not in STAGES or stage == "evaluate":
+        return f"rlhf-ads: interrupted during {stage}; nothing to resume, run again: {command}"
+    newest = checkpoint.newest(stage_output(recipe, stage) / "checkpoints")
+    saved = f"newest complete checkpoint {newest}" if newest else "no checkpoint yet (the stage starts over)"
+    resume = command if "--resume" in argv else f"{command} --resume"
+    return f"rlhf-ads: interrupted during {stage}; {saved}; resume with: {resume}"
+
+
 def parse_stages(text: str | None) -> tuple[str, ...]:
     """'sft,ppo' -> ('sft', 'ppo') in pipeline order; None -> all stages."""
     if not text:
@@ -69,7 +82,11 @@ def run(recipe: Recipe, stages: tuple[str, ...] = STAGES, resume: bool = False) 
             set_resume(recipe, stage)
         log.info("pipeline: %s starts", stage)
         started = time.perf_counter()
-        run_stage(stage, recipe)
+        try:
+            run_stage(stage, recipe)
+        except KeyboardInterrupt as interrupt:
+            interrupt.stage = stage  # for the one-line message the CLI prints
+            raise
         gc.collect()
         ran[stage] = round(time.perf_counter() - started, 1)
         record["seconds"][stage] = ran[stage]

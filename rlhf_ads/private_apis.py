@@ -7,6 +7,7 @@ upgrade that renames one fails a test instead of a user's run. Each says what pu
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import Callable
 
 from rlhf_ads.errors import RlhfAdsError
@@ -89,3 +90,49 @@ def keep_4bit_layers_differentiable(model) -> int:
                                "keep_4bit_layers_differentiable before the model's first forward")
         layer.support_avx512bf16_for_cpu = False
     return len(layers)
+
+
+def fuse_lora_linears(model) -> int:
+    """Run each of `model`'s LoRA linear layers as base(x) + scaling * (x A^T) B^T in two ops, in the
+    compute dtype; returns how many layers now do. Idempotent.
+
+    PEFT's forward casts the input to the adapter's dtype (fp32 adapters on a bf16 base: a full-width copy
+    of every activation), scales the adapter's output in a separate pass, adds it with type promotion and
+    casts the sum back: four full-width elementwise passes per layer, each also in the backward, which on a
+    CPU with AMX or on a GPU cost more than the layer's matmuls. Here the adapter's weights are cast instead
+    (r x d, a few KB), the down-projection is one matmul and the up-projection, scaling and sum one addmm.
+    The adapter's weights, gradients and optimizer state keep their dtype; its matmuls run in the base's
+    dtype as under torch.autocast. Any other case (adapters disabled or merged, several active adapters,
+    dropout, DoRA and other variants, a bias on B, extra arguments, weights DeepSpeed ZeRO-3 partitions and
+    gathers only around the adapter modules' own calls) takes PEFT's own forward.
+
+    Private: LoraLayer's lora_A/lora_B/scaling/lora_dropout/lora_variant/merged/disable_adapters. Public
+    replacement: none; PEFT has no fused or compute-dtype path for the adapter branch."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    for layer in layers:
+        for name in ("lora_A", "lora_B", "scaling", "lora_dropout", "lora_variant", "merged", "disable_adapters",
+                     "active_adapters", "base_layer"):
+            if not hasattr(layer, name):
+                raise _missing("peft", f"lora.Linear.{name}", "fuse the LoRA branch into the base layer's output")
+        layer.forward = MethodType(_fused_lora_forward, layer)
+    return len(layers)
+
+
+def _fused_lora_forward(layer, x, *args, **kwargs):
+    """x (..., in) -> (..., out): the base layer's output plus the one active adapter's, as one addmm."""
+    import torch
+
+    active = layer.active_adapters
+    name = active[0] if len(active) == 1 else None
+    if (args or kwargs or name is None or layer.disable_adapters or layer.merged or name not in layer.lora_A
+            or name in layer.lora_variant or not isinstance(layer.lora_dropout[name], torch.nn.Identity)
+            or layer.lora_B[name].bias is not None or hasattr(layer.lora_A[name].weight, "ds_id")):
+        return type(layer).forward(layer, x, *args, **kwargs)  # ds_id: ZeRO-3 gathers it in the module's own call
+    result = layer.base_layer(x)
+    down = torch.nn.functional.linear(x, layer.lora_A[name].weight.to(x.dtype))  # (..., r)
+    up = layer.lora_B[name].weight.to(result.dtype)  # (out, r)
+    fused = torch.addmm(result.reshape(-1, result.shape[-1]), down.reshape(-1, down.shape[-1]).to(result.dtype),
+                        up.t(), alpha=layer.scaling[name])
+    return fused.view(result.shape)

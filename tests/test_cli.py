@@ -17,6 +17,26 @@ def test_config_prints_resolved_recipe_with_overrides(tmp_path):
     assert resolved["generate"]["num_briefs"] == 2 and resolved["model"]["base"] == "smollm2-135m-instruct"
 
 
+@pytest.mark.parametrize("argv", [
+    ["pipeline", "r.yaml", "--stages", "ppo,evaluate", "ppo.steps=3", "seed=1"],
+    ["pipeline", "r.yaml", "ppo.steps=3", "--stages", "ppo,evaluate", "seed=1"],
+    ["pipeline", "--stages", "ppo,evaluate", "r.yaml", "ppo.steps=3", "seed=1"],
+])
+def test_options_and_overrides_go_in_any_order(argv):
+    from rlhf_ads.cli import parse_args
+
+    args = parse_args(argv)
+    assert (args.recipe, args.overrides, args.stages) == ("r.yaml", ["ppo.steps=3", "seed=1"], "ppo,evaluate")
+
+
+def test_an_unknown_option_is_still_refused(capsys):
+    from rlhf_ads.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["pipeline", "r.yaml", "seed=1", "--bogus"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["generate.max_new_tokns=8"], "did you mean 'generate.max_new_tokens'"),
     (["model.base=smollm2-135m-instruc"], "did you mean 'smollm2-135m-instruct'"),
@@ -30,6 +50,12 @@ def test_bad_input_is_one_error_line_without_traceback(tmp_path, args, fragment)
     assert "Traceback" not in result.stderr
 
 
+def test_verbose_errors_show_the_traceback_too(tmp_path):
+    result = run_cli("-v", "generate", REPO / "recipes/quickstart.yaml", "generate.briefs=missing.jsonl", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("rlhf-ads: error: data file 'missing.jsonl' not found")
+
+
 def test_generate_on_a_tiny_model_writes_samples(tmp_path, tiny_model_dir):
     result = run_cli("generate", f"model.base={tiny_model_dir}", "model.dtype=fp32", "generate.num_briefs=3",
                      "generate.batch_size=2", "generate.max_new_tokens=5", "output_dir=out", cwd=tmp_path)
@@ -38,6 +64,7 @@ def test_generate_on_a_tiny_model_writes_samples(tmp_path, tiny_model_dir):
     assert len(rows) == 3 and all({"ad", "chars", "max_chars", "within_limit"} <= set(r) for r in rows)
     metrics = json.loads((tmp_path / "out/quickstart/generate/metrics.json").read_text())
     assert metrics["metrics"]["generate/num_ads"] == 3 and metrics["config"]["model"]["dtype"] == "fp32"
+    assert "generate: 100%" in result.stderr and "3/3" in result.stderr  # progress while it writes
 
 
 @pytest.mark.integration
@@ -69,17 +96,53 @@ def test_data_check_passes_a_clean_file_with_column_mapping(tmp_path):
     assert "1 ok, 0 with problems" in result.stdout
 
 
+def test_data_check_counts_an_empty_field_once(tmp_path, capsys):
+    from rlhf_ads import cli
+
+    path = tmp_path / "prefs.jsonl"
+    path.write_text('{"prompt": "P", "chosen": "   ", "rejected": "B"}\n{"prompt": "", "chosen": "A", "rejected": "B"}\n')
+    assert cli.main(["data", "check", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith(str(path))][:-1] == [
+        f"{path}:1: field 'chosen': empty", f"{path}:2: field 'prompt': empty"]
+
+
+def test_data_check_infers_the_kind_from_mapped_columns_or_asks_for_it(tmp_path, capsys):
+    from rlhf_ads import cli
+
+    path = tmp_path / "own.csv"
+    path.write_text("brief_text,better_ad,worse_ad\nB,Good ad,Bad ad\n")
+    assert cli.main(["data", "check", str(path), "--columns", "prompt=brief_text", "chosen=better_ad",
+                     "rejected=worse_ad"]) == 0
+    assert "1 rows checked as preferences: 1 ok" in capsys.readouterr().out
+    assert cli.main(["data", "check", str(path)]) == 2
+    assert "no column is one of ours (better_ad, brief_text, worse_ad); pass --kind" in capsys.readouterr().err
+
+
 def test_lint_prints_each_violation_with_rule_and_exits_nonzero(tmp_path):
     ads = tmp_path / "ads.txt"
     ads.write_text("Trail shoes, 4 mm lugs\nBEST TRAIL SHOES!!!\n")
     result = run_cli("lint", ads, "--platform", "google_rsa", "--field", "headline", cwd=tmp_path)
     assert result.returncode == 1
-    assert f"{ads}:2: excessive_capitals: 'BEST' in capitals" in result.stdout
+    assert f"{ads}:2: excessive_capitals: 'BEST', 'TRAIL', 'SHOES' in capitals" in result.stdout  # one finding
+    assert result.stdout.count("excessive_capitals") == 1
     assert f"{ads}:2: unsupported_superlative" in result.stdout and f"{ads}:1:" not in result.stdout
+    assert "2 ads checked, 1 with violations (4 violations)" in result.stdout and "not checked" not in result.stdout
     clean = tmp_path / "clean.jsonl"
     clean.write_text('{"ad": "Trail shoes, 4 mm lugs", "platform": "google_rsa", "field": "headline"}\n')
     result = run_cli("lint", clean, cwd=tmp_path)
-    assert result.returncode == 0 and "1 ads checked, 0 with violations" in result.stdout
+    assert result.returncode == 0 and "1 ad checked, 0 with violations (0 violations)" in result.stdout
+
+
+def test_lint_says_when_it_could_not_check_length_limits(tmp_path, capsys):
+    from rlhf_ads import cli
+
+    ads = tmp_path / "ads.txt"
+    ads.write_text("Trail running shoes with grippy lugs for mud\nSale sale sale today\n")
+    assert cli.main(["lint", str(ads)]) == 1  # 43 characters: too long for a Google headline, but no platform given
+    out = capsys.readouterr().out
+    assert f"{ads}:2: repetition: 'sale' repeated [" in out and out.count("repetition") == 1
+    assert "length limits not checked for 2 ads: no platform and field; pass --platform and --field" in out
 
 
 def test_sft_and_reward_cli_on_a_tiny_model(tmp_path, tiny_model_dir):
@@ -105,3 +168,36 @@ def test_stage_script_runs_as_accelerate_would_start_it(tmp_path, tiny_model_dir
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ctr/auc" in json.loads((tmp_path / "out/quickstart/ctr/metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_ctrl_c_exits_130_with_one_line_naming_the_checkpoint_and_the_resume_command(tmp_path, monkeypatch, capsys,
+                                                                                     saved):
+    from rlhf_ads import cli, pipeline
+
+    def interrupted(stage, recipe):
+        if saved:  # what the stage had written before the interruption
+            (tmp_path / "quickstart/ppo/checkpoints/checkpoint-4").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_stage", interrupted)
+    argv = ["pipeline", str(REPO / "recipes/quickstart.yaml"), f"output_dir={tmp_path}", "--stages", "ppo"]
+    assert cli.main(argv) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlhf-ads: interrupted during ppo; ")
+    assert (f"newest complete checkpoint {tmp_path}/quickstart/ppo/checkpoints/checkpoint-4" in lines[0]) == saved
+    assert ("no checkpoint yet" in lines[0]) != saved
+    assert lines[0].endswith(f"resume with: rlhf-ads pipeline {REPO}/recipes/quickstart.yaml output_dir={tmp_path} "
+                             "--stages ppo --resume")
+
+
+def test_dependency_noise_is_quiet_by_default_and_shown_with_verbose(tmp_path, tiny_model_dir):
+    """bitsandbytes' optional-kernel notice (a 4-bit base on a CPU) and the dependencies' deprecation warnings
+    stay out of a normal run's output; -v shows them."""
+    args = ["generate", f"model.base={tiny_model_dir}", "model.dtype=fp32", "model.load_in_4bit=true",
+            "generate.num_briefs=1", "generate.max_new_tokens=2", "output_dir=out"]
+    quiet = run_cli(*args, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "gemm_4bit_forward" not in quiet.stderr and "FutureWarning" not in quiet.stderr
+    verbose = run_cli("-v", *args, cwd=tmp_path)
+    assert verbose.returncode == 0 and "gemm_4bit_forward" in verbose.stderr

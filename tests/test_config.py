@@ -67,6 +67,17 @@ def test_overrides_apply_with_types_and_errors_name_the_override(tmp_path):
         config.load(path, ["generate.num_briefs"])
 
 
+def test_a_data_source_written_as_a_string_takes_dotted_overrides_like_a_mapping():
+    quickstart = REPO / "recipes/quickstart.yaml"  # writes `briefs: bundled:heldout`, `train: bundled:sft:train`
+    recipe = config.load(quickstart, ["generate.briefs.path=my_briefs.jsonl", "sft.train.on_error=skip",
+                                      "ppo.prompts.split=train"])
+    assert (recipe.generate.briefs.path, recipe.sft.train.path, recipe.sft.train.on_error) == (
+        "my_briefs.jsonl", "bundled:sft:train", "skip")
+    assert (recipe.ppo.prompts.path, recipe.ppo.prompts.split) == ("bundled:train", "train")
+    with pytest.raises(ConfigError, match="'num_briefs' is a value, not a section"):
+        config.load(quickstart, ["generate.num_briefs.path=2"])
+
+
 def test_bad_combinations_fail_with_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="top_p in"):
         config.load(write(tmp_path, "generate:\n  top_p: 1.5\n"))
@@ -138,3 +149,27 @@ def test_kl_estimators_and_shipped_rewards_are_listed_from_their_one_table(monke
     helps = {key: text for key, text, _ in field_help(config.RewardSpec)}
     assert "length_limit, length_fit" in helps["function"] and "brief_facts" in helps["function"]
     assert "tone" in helps["function"]
+
+
+def test_a_section_written_in_part_keeps_its_own_factory_defaults(tmp_path):
+    """The reward stage trains with lr 1e-4 and batch 16 unless told otherwise, also when a recipe writes
+    other keys of reward.training."""
+    defaults = config.load(None, []).reward.training
+    written = config.load(write(tmp_path, "reward:\n  training:\n    epochs: 2\n"), []).reward.training
+    assert (defaults.learning_rate, defaults.batch_size) == (written.learning_rate, written.batch_size) == (1e-4, 16)
+    assert written.epochs == 2.0
+    ctr = config.load(write(tmp_path, "reward:\n  kind: ctr\n"), []).reward  # data that follows the kind
+    assert (ctr.train.path, ctr.eval.path, ctr.training.learning_rate) == ("bundled:clicks:train",
+                                                                           "bundled:clicks:heldout", 1e-4)
+
+
+def test_stage_help_lists_shared_keys_and_the_defaults_config_resolves(capsys):
+    from rlhf_ads import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["reward", "--help"])
+    text = capsys.readouterr().out
+    for key in ("model.base", "model.dtype", "output_dir", "run_name", "seed", "tracking.project"):
+        assert f"\n  {key} (default " in text, key
+    assert "reward.training.learning_rate (default 0.0001)" in text and "reward.training.batch_size (default 16)" in text
+    assert "ppo.steps" not in text  # another stage's section stays out

@@ -24,7 +24,7 @@ def tiny_pipeline_recipe(tmp_path, model_dir) -> Path:
               "reward": {"backbone": "causal", "training": TRAINING},
               "rewards": [{"function": "reward_model", "name": "rm", "kwargs": {"path": "{run_dir}/reward"}},
                           {"function": "length_limit"}],
-              "ppo": tiny_ppo(),
+              "ppo": tiny_ppo(eval_every=1, eval_num_prompts=2),
               "evaluate": {"num_briefs": 4, "batch_size": 4, "max_new_tokens": 6, "report_samples": 2,
                            "report_to": "wandb"}}
     path = tmp_path / "recipe.yaml"
@@ -46,7 +46,11 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
         for key in ("gold", "compliance", "composite_reward", "distinct_2", "self_bleu", "kl_to_sft", "reward/rm"):
             assert f"eval/{name}/{key}" in metrics, (name, key)
     assert 0.0 <= metrics["eval/ppo/win_rate_vs_sft"] <= 1.0
+    assert 0.0 <= metrics["eval/ppo/win_rate_vs_sft_gold"] <= 1.0
+    assert metrics["eval/ppo/gold_vs_sft_low"] <= metrics["eval/ppo/gold_vs_sft"] <= metrics["eval/ppo/gold_vs_sft_high"]
+    assert len((run_dir / "ppo/eval.jsonl").read_text().splitlines()) == 3  # steps 0, 1, 2
     report = (run_dir / "report/report.html").read_text()
+    assert "part of the reward mix PPO trained against" in report and "distinguishable from zero" in report
     for section in ("Comparison", "PPO training", "Distributions", "Reward model", "Stage timings", "Sample ads"):
         assert f"<h2>{section}" in report, section
     assert report.count("data:image/png;base64,") == 3

@@ -57,11 +57,14 @@ class Problem:
         return f"{self.where}: field '{self.field}': {self.reason}"
 
 
+def kind_coverage(row: dict, name: str) -> float:
+    """The largest share of one of kind `name`'s column sets that the row has."""
+    return max(sum(c in row for c in alt) / len(alt) for alt in KINDS[name].alternatives)
+
+
 def guess_kind(row: dict, candidates: tuple[str, ...] = tuple(KINDS)) -> str:
     """The kind (among `candidates`) whose column sets best match a row's columns."""
-    def coverage(name: str) -> float:
-        return max(sum(c in row for c in alt) / len(alt) for alt in KINDS[name].alternatives)
-    return max(candidates, key=coverage)
+    return max(candidates, key=lambda name: kind_coverage(row, name))
 
 
 def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> list[Problem]:
@@ -76,9 +79,10 @@ def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> 
         missing = next(c for c in closest if not _present(row.get(c)))
         if missing not in nan:
             problems.append(Problem(where, missing, "missing" if missing not in row or row[missing] is None else "empty"))
+    reported = {problem.field for problem in problems}  # one problem per field: "empty" is not also "whitespace"
     for name in kind.text_fields:
         value = row.get(name)
-        if value is None or name in nan:
+        if value is None or name in reported:
             continue
         if isinstance(value, list):  # TRL's conversational form: a list of {role, content}
             problems += _messages_problems(value, where, name, "assistant" if name != "prompt" else None)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from tqdm.auto import tqdm
 
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
@@ -24,6 +25,7 @@ from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
+from rlhf_ads.evaluation.stats import STAT_FIELDS, compare, format_cell, standard_deviation, table_rows
 from rlhf_ads.generation import GeneratedBatch, adapter_active, generate_batches
 from rlhf_ads.lint import context_for, keywords_present, lint
 from rlhf_ads.modeling import load_base
@@ -37,17 +39,24 @@ BASELINE = "sft"  # the model the others are compared with: win rates against it
 
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
-    """name -> adapter folder (None for the base). Names: base, sft, ppo, or paths to adapter folders."""
+    """name -> adapter folder (None for the base). Names: base, sft, ppo, or paths to adapter folders, named by
+    the fewest trailing parts of their paths that tell them apart ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy',
+    'b-ppo-policy')."""
     known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy"}
-    out = {}
     for name in recipe.evaluate.models:
         folder = known.get(name, Path(name))
         if folder is not None and not (folder / "adapter_config.json").is_file():
             raise RlhfAdsError(f"checkpoint '{name}': folder '{folder}' has no PEFT adapter (adapter_config.json); "
                                "expected the output of `rlhf-ads sft`, `rlhf-ads ppo` (ppo/policy) or another adapter "
                                f"trained on {recipe.model.base}")
-        out[name if name in known else Path(name).name] = folder
-    return out
+    paths = [Path(name) for name in recipe.evaluate.models if name not in known]
+    for parts in range(1, max((len(p.parts) for p in paths), default=1) + 1):
+        names = ["-".join(p.parts[-parts:]) for p in paths]
+        if len(set(names)) == len(names) and not set(names) & set(known):
+            break
+    named = dict(zip(map(str, paths), names if paths else []))
+    return {(name if name in known else named[str(Path(name))]): known.get(name, Path(name))
+            for name in recipe.evaluate.models}
 
 
 def _attach(model, name: str, folder: Path, base: str):
@@ -69,7 +78,8 @@ def generate_ads(model, tokenizer, prompts: list[str], adapter: str | None, refe
     ads: list[str] = []
     kls: list[float] | None = None if reference is None else []
     stop_ids = stop_token_ids(model, tokenizer)
-    for start in range(0, len(prompts), decoding["batch_size"]):
+    for start in tqdm(range(0, len(prompts), decoding["batch_size"]), desc=f"evaluate {adapter or 'base'}",
+                      unit="batch"):
         with adapter_active(model, adapter):
             [batch] = generate_batches(model, tokenizer, prompts[start:start + decoding["batch_size"]],
                                        with_logits=reference is not None, **decoding)
@@ -119,7 +129,8 @@ def run(recipe: Recipe) -> dict:
     cfg = recipe.evaluate
     out_dir = recipe.stage_dir(OUTPUT_FOLDER)
     folders = model_folders(recipe)
-    briefs = load_briefs(cfg.briefs.path, **data_options(cfg.briefs, out_dir))[: cfg.num_briefs]
+    briefs = load_briefs(cfg.briefs.path, **data_options(cfg.briefs, out_dir))
+    briefs = briefs if cfg.num_briefs == "all" else briefs[: cfg.num_briefs]
     model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
                                  cache_dir=recipe.model.cache_dir)
     for name, folder in folders.items():
@@ -130,6 +141,7 @@ def run(recipe: Recipe) -> dict:
     judge = judge_name(recipe)
     columns = {k: [b.to_dict()[k] for b in briefs] for k in briefs[0].to_dict()}
     decoding = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
+    sampling = dict(decoding, temperature=recipe.ppo.temperature, top_p=recipe.ppo.top_p)
     metrics: dict[str, float] = {}
     per_ad: dict[str, list[dict]] = {}
     has_baseline = BASELINE in folders and isinstance(model, PeftModel)
@@ -148,22 +160,63 @@ def run(recipe: Recipe) -> dict:
         log.info("evaluate: %s wrote %d ads (and their KL) in %.0f s, scored them in %.0f s", name, len(briefs),
                  generated - started, time.perf_counter() - generated)
         metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
+        if cfg.samples_per_brief:
+            torch.manual_seed(recipe.seed)  # the same draws for a model whatever the others are
+            sampled_metrics = sample_ads(model, tokenizer, briefs, prompts, adapter, per_ad[name], rewards, columns,
+                                         judge, sampling, cfg.samples_per_brief)
+            metrics.update({f"eval/{name}/sampled/{k}": v for k, v in sampled_metrics.items()})
+    summary: list[str] = []
     if BASELINE in per_ad:
         for name in per_ad:
             key = "judge" if judge else "composite_reward"
             if name != BASELINE and per_ad[name] and key in per_ad[name][0]:
                 metrics[f"eval/{name}/win_rate_vs_sft"] = win_rate([r[key] for r in per_ad[name]],
                                                                    [r[key] for r in per_ad[BASELINE]])
+        for prefix, per_brief in _per_brief_scores(per_ad, cfg.samples_per_brief).items():
+            sft_golds = [ad["gold"] for r in per_ad[BASELINE] for ad in ([r] if not prefix else r["sampled"])]
+            compared, sentences = compare(per_brief, BASELINE, prefix=prefix, seed=recipe.seed,
+                                          gold_sd=standard_deviation(sft_golds))
+            metrics.update({f"eval/{k}": v for k, v in compared.items()})
+            summary += [f"{'sampled' if prefix else 'greedy'}: {s}" for s in sentences]
     samples = [{"brief_id": b.id, "platform": b.platform, "field": b.field, "max_chars": b.max_chars,
                 "product": b.product, "brand": b.brand, **{name: per_ad[name][i] for name in per_ad}}
                for i, b in enumerate(briefs)]
     atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
-    write_report(out_dir / "report.html", recipe, metrics, samples, list(folders), judge)
+    atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "summary": summary,
+                                                            "config": to_dict(recipe)}, indent=2))
+    write_report(out_dir / "report.html", recipe, metrics, samples, list(folders), judge, summary)
     _track(recipe, out_dir, metrics, samples, list(folders))
     print(format_table(metrics, list(folders)))
+    print("\n".join(summary))
     log.info("evaluate: wrote %s", out_dir / "report.html")
     return metrics
+
+
+def sample_ads(model, tokenizer, briefs, prompts: list[str], adapter: str | None, records: list[dict], rewards, columns,
+               judge: str | None, sampling: dict, n: int) -> dict[str, float]:
+    """`n` sampled ads per brief from one model: each brief's greedy record gets them under "sampled" (a list of
+    score records); returns the model's metrics over all of them (means over n ads per brief)."""
+    repeated = [i for i in range(len(briefs)) for _ in range(n)]
+    ads, _ = generate_ads(model, tokenizer, [prompts[i] for i in repeated], adapter, None, sampling)
+    sampled_metrics, sampled = score_ads([briefs[i] for i in repeated], [prompts[i] for i in repeated], ads, rewards,
+                                         {k: [v[i] for i in repeated] for k, v in columns.items()}, judge)
+    for i, record in enumerate(records):
+        record["sampled"] = sampled[i * n:(i + 1) * n]
+    return sampled_metrics
+
+
+def _per_brief_scores(per_ad: dict[str, list[dict]], samples_per_brief: int) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """metric prefix ('' for the greedy ads, 'sampled/' for the means over sampled ads) -> model -> record field
+    -> one value per brief."""
+    def fields(record: dict) -> list[str]:
+        return [f for f in STAT_FIELDS if f in record]
+
+    out = {"": {name: {f: [float(r[f]) for r in records] for f in fields(records[0])}
+                for name, records in per_ad.items()}}
+    if samples_per_brief:
+        out["sampled/"] = {name: {f: [sum(float(s[f]) for s in r["sampled"]) / len(r["sampled"]) for r in records]
+                                  for f in fields(records[0])} for name, records in per_ad.items()}
+    return out
 
 
 def _track(recipe: Recipe, out_dir: Path, metrics: dict[str, float], samples: list[dict], names: list[str]) -> None:
@@ -207,9 +260,10 @@ def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | No
 
 
 def format_table(metrics: dict[str, float], names: list[str]) -> str:
-    """A plain-text table: one row per metric, one column per model."""
-    keys = sorted({k.split("/", 2)[2] for k in metrics if k.count("/") >= 2})
-    lines = ["metric".ljust(24) + "".join(n.rjust(12) for n in names)]
-    for key in keys:
-        lines.append(key.ljust(24) + "".join(f"{metrics.get(f'eval/{n}/{key}', float('nan')):12.3f}" for n in names))
+    """A plain-text table: one row per metric, one column per model, 95% intervals in brackets."""
+    rows = table_rows(metrics, names)
+    cells = {key: [format_cell(*cell) for cell in row] for key, row in rows.items()}
+    width = max([12, *(len(c) + 2 for row in cells.values() for c in row)])
+    lines = ["metric".ljust(32) + "".join(n.rjust(width) for n in names)]
+    lines += [key.ljust(32) + "".join(c.rjust(width) for c in row) for key, row in cells.items()]
     return "\n".join(lines)

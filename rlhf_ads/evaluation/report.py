@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from rlhf_ads.config import Recipe
+from rlhf_ads.evaluation.stats import format_cell, table_rows
 from rlhf_ads.storage import atomic_write_text
 
 HEADLINE_METRICS = ("compliance", "gold", "composite_reward", "distinct_2", "self_bleu", "kl_to_sft",
@@ -26,21 +27,24 @@ td.text,th.text{text-align:left;max-width:320px}tr.key td{font-weight:600}img{ma
 
 
 def write_report(path: Path, recipe: Recipe, metrics: dict[str, float], samples: list[dict], names: list[str],
-                 judge: str | None) -> None:
+                 judge: str | None, summary: list[str] = ()) -> None:
     """Render the evaluation (and whatever the run's other stages left on disk) to `path`."""
     run_dir = path.parent.parent
     ppo_log = _read_jsonl(recipe.stage_dir("ppo") / "metrics.jsonl")
+    validation_log = _read_jsonl(recipe.stage_dir("ppo") / "eval.jsonl")
     reward_metrics = _read_json(recipe.stage_dir(recipe.reward.output) / "metrics.json").get("metrics", {})
     timings = _read_json(run_dir / "pipeline.json").get("seconds", {})
     parts = [f"<h1>rlhf-ads report: {html.escape(recipe.run_name)}</h1>",
              f"<p class=meta>base {html.escape(recipe.model.base)}; {len(samples)} held-out briefs; decoding "
              f"temperature {recipe.evaluate.temperature}; win rates judged by {html.escape(judge or 'the composite reward')}"
              "</p>",
-             "<h2>Comparison</h2>", _metrics_table(metrics, names)]
+             "<h2>Comparison</h2><p class=meta>Means over the briefs with 95% percentile-bootstrap intervals in "
+             "brackets; '_vs_sft' rows are paired differences, brief by brief.</p>", _summary(summary, judge, recipe),
+             _metrics_table(metrics, names)]
     if ppo_log:
         parts += ["<h2>PPO training</h2><p>Proxy (the reward mix the policy optimizes) against gold utility "
                   "(the bundled data's judge, never in the mix): when the proxy climbs and gold does not, the "
-                  "policy is over-optimizing the proxy.</p>", _img(_ppo_curves(ppo_log))]
+                  "policy is over-optimizing the proxy.</p>", _img(_ppo_curves(ppo_log, validation_log))]
     parts += ["<h2>Distributions on held-out briefs</h2>", _img(_distributions(samples, names))]
     if any(k.startswith("rm/accuracy/") for k in reward_metrics):
         parts += ["<h2>Reward model</h2>", _img(_designer_accuracy(reward_metrics)), _reward_summary(reward_metrics)]
@@ -60,13 +64,23 @@ def _read_json(path: Path) -> dict:
 
 
 def _metrics_table(metrics: dict[str, float], names: list[str]) -> str:
-    keys = sorted({k.split("/", 2)[2] for k in metrics if k.count("/") >= 2},
-                  key=lambda k: (HEADLINE_METRICS.index(k) if k in HEADLINE_METRICS else len(HEADLINE_METRICS), k))
-    rows = ["<tr><th class=text>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"]
+    rows = table_rows(metrics, names)
+    keys = sorted(rows, key=lambda k: (HEADLINE_METRICS.index(k) if k in HEADLINE_METRICS else len(HEADLINE_METRICS), k))
+    lines = ["<tr><th class=text>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"]
     for key in keys:
-        cells = "".join(f"<td>{_fmt(metrics.get(f'eval/{n}/{key}'))}</td>" for n in names)
-        rows.append(f"<tr class={'key' if key in HEADLINE_METRICS[:6] else 'other'}><td class=text>{key}</td>{cells}</tr>")
-    return f"<table>{''.join(rows)}</table>"
+        cells = "".join(f"<td>{html.escape(format_cell(*cell))}</td>" for cell in rows[key])
+        lines.append(f"<tr class={'key' if key in HEADLINE_METRICS[:6] else 'other'}><td class=text>{key}</td>{cells}</tr>")
+    return f"<table>{''.join(lines)}</table>"
+
+
+def _summary(sentences: list[str], judge: str | None, recipe: Recipe) -> str:
+    """The differences against SFT in words, and which judge PPO trained against."""
+    trained = judge is not None and any((spec.name or spec.function) == judge for spec in recipe.rewards)
+    note = (f"<p>win_rate_vs_sft is judged by {html.escape(judge)}, which is part of the reward mix PPO trained "
+            "against, so it favours PPO; win_rate_vs_sft_gold is judged by the gold utility, which PPO never saw.</p>"
+            if trained else "")
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+    return note + (f"<ul>{items}</ul>" if items else "")
 
 
 def _fmt(value) -> str:
@@ -118,18 +132,29 @@ def _img(fig) -> str:
     return f"<img alt=plot src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
 
 
-def _ppo_curves(log: list[dict]):
-    fig, axes = _figure(3)
+def _proxy_and_gold(axis, steps: list[int], proxy: list[float], gold: list[float] | None, title: str) -> None:
+    """Proxy reward on the left axis and, when known, gold utility on a twin right axis, against PPO steps."""
+    axis.plot(steps, proxy, color="C0", marker="." if len(steps) < 20 else None)
+    axis.set_xlabel("PPO step")
+    axis.set_ylabel("proxy reward", color="C0")
+    if gold is not None:
+        twin = axis.twinx()
+        twin.plot(steps, gold, color="C3", marker="." if len(steps) < 20 else None)
+        twin.set_ylabel("gold utility", color="C3")
+    axis.set_title(title)
+
+
+def _ppo_curves(log: list[dict], validation: list[dict]):
+    fig, axes = _figure(4 if validation else 3)
     steps = [r["step"] for r in log]
-    proxy, kl, length = axes[0]
-    proxy.plot(steps, [r.get("reward/total", r.get("ppo/score")) for r in log], label="proxy (reward mix)", color="C0")
-    proxy.set_xlabel("PPO step")
-    proxy.set_ylabel("proxy reward", color="C0")
-    if all("gold/utility" in r for r in log):
-        gold = proxy.twinx()
-        gold.plot(steps, [r["gold/utility"] for r in log], color="C3", label="gold utility")
-        gold.set_ylabel("gold utility", color="C3")
-    proxy.set_title("proxy vs gold (rollout batches)")
+    proxy, kl, length = axes[0][:3]
+    _proxy_and_gold(proxy, steps, [r.get("reward/total", r.get("ppo/score")) for r in log],
+                    [r["gold/utility"] for r in log] if all("gold/utility" in r for r in log) else None,
+                    "proxy vs gold (rollout batches)")
+    if validation:
+        _proxy_and_gold(axes[0][3], [r["step"] for r in validation], [r["ppo/eval/reward"] for r in validation],
+                        [r["ppo/eval/gold"] for r in validation] if all("ppo/eval/gold" in r for r in validation)
+                        else None, "proxy vs gold (validation, greedy)")
     kl.plot(steps, [r["ppo/kl"] for r in log], color="C2")
     kl.set(title="KL to reference (summed)", xlabel="PPO step")
     length.plot(steps, [r["ppo/response_length"] for r in log], color="C4")

@@ -29,13 +29,15 @@ def _ads(path: Path) -> list[tuple[str, dict]]:
     return [(f"{path}:{number}", {"ad": line}) for number, line in enumerate(lines, start=1) if line.strip()]
 
 
-def lint_file(path: str, platform: str | None = None, field: str | None = None,
-              prohibited_terms: list[str] = (), supported_claims: list[str] = ()) -> tuple[list[tuple[str, object]], int]:
-    """([(place, Violation)], number of ads checked). A row's own platform/field columns win over the defaults."""
-    found = []
+def lint_file(path: str, platform: str | None = None, field: str | None = None, prohibited_terms: list[str] = (),
+              supported_claims: list[str] = ()) -> tuple[list[tuple[str, object]], int, int]:
+    """([(place, Violation)], ads checked, ads whose length limit was not checked for want of a platform and
+    field). A row's own platform/field columns win over the defaults."""
+    found, unchecked = [], 0
     ads = _ads(Path(path))
     for where, row in ads:
         ctx = context_for(row.get("platform") or platform, row.get("field") or field,
                           prohibited_terms=prohibited_terms, supported_claims=supported_claims)
+        unchecked += ctx.platform is None or ctx.field is None
         found.extend((where, violation) for violation in lint(row["ad"].strip(), ctx))
-    return found, len(ads)
+    return found, len(ads), unchecked

@@ -61,18 +61,20 @@ class PolicyContext:
     allowed_caps: frozenset[str] = DEFAULT_ACRONYMS
 
 
+def _quoted(words: list[str]) -> str:
+    return ", ".join(f"'{w}'" for w in dict.fromkeys(words))
+
+
 def _capitals(text: str, ctx: PolicyContext) -> list[str]:
-    found = []
-    for word in re.findall(r"[A-Za-z]{4,}", text):
-        if word in ctx.allowed_caps:
-            continue
-        if word.isupper():
-            found.append(f"'{word}' in capitals")
-        elif sum(1 for a, b in zip(word, word[1:]) if a.islower() and b.isupper()) >= 2:
-            found.append(f"'{word}' in alternating case")
-    found += [f"'{m.group(0)}' spelled out letter by letter" for m in SPACED_LETTERS.finditer(text)
-              if re.sub(r"[.\s]", "", m.group(0)) not in ctx.allowed_caps and len(re.sub(r"[.\s]", "", m.group(0))) > 3]
-    return found
+    """One finding per kind of misuse, listing its words: capitals, alternating case, letters spelled out."""
+    words = [w for w in re.findall(r"[A-Za-z]{4,}", text) if w not in ctx.allowed_caps]
+    upper = [w for w in words if w.isupper()]
+    alternating = [w for w in words if not w.isupper()
+                   and sum(1 for a, b in zip(w, w[1:]) if a.islower() and b.isupper()) >= 2]
+    spelled = [m.group(0) for m in SPACED_LETTERS.finditer(text)
+               if re.sub(r"[.\s]", "", m.group(0)) not in ctx.allowed_caps and len(re.sub(r"[.\s]", "", m.group(0))) > 3]
+    return [f"{_quoted(found)} {label}" for found, label in ((upper, "in capitals"), (alternating, "in alternating case"),
+                                                            (spelled, "spelled out letter by letter")) if found]
 
 
 def _exclamations(text: str, ctx: PolicyContext) -> list[str]:
@@ -100,7 +102,8 @@ def _superlatives(text: str, ctx: PolicyContext) -> list[str]:
 
 def _repetition(text: str, ctx: PolicyContext) -> list[str]:
     words = re.findall(r"[a-z']+", text.lower())
-    return [f"'{a}' repeated" for a, b in zip(words, words[1:]) if a == b and len(a) > 2]
+    repeated = [a for a, b in zip(words, words[1:]) if a == b and len(a) > 2]
+    return [f"{_quoted(repeated)} repeated"] if repeated else []
 
 
 def _prohibited(text: str, ctx: PolicyContext) -> list[str]:

@@ -14,6 +14,8 @@ import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
+from rlhf_ads.modeling import contiguous_head_input
+
 
 def _dense_weight(layer: LoraLayer) -> torch.Tensor:
     """The base layer's weight (out, in) in fp32, dequantized when it is 4-bit."""
@@ -38,6 +40,7 @@ class MergedPolicy:
             self.model = type(base)(base.config)
         self.model.eval().requires_grad_(False)
         self.model.generation_config = base.generation_config
+        contiguous_head_input(self.model)
         adapted = tuple(f"{name}." for name in layers)
         for name, param in base.named_parameters(remove_duplicate=False):
             if not name.startswith(adapted):  # shared, not copied (tied weights stay tied)

@@ -40,35 +40,29 @@ from tqdm.auto import tqdm
 from rlhf_ads import checkpoint, processes, tracking
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
-from rlhf_ads.data import brief_from_row, data_options, load_rows, render_row_prompt
+from rlhf_ads.data import render_row_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.model_card import write_model_card
 from rlhf_ads.modeling import DTYPES, resolve_dtype
 from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
+from rlhf_ads.ppo.prompts import load_prompt_rows, reward_columns
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
+from rlhf_ads.ppo.validation import BEST, EVAL_LOG, Validation
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
 from rlhf_ads.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 STAGE = "ppo"
-COLUMN_SKIP = {"_line", "brief", "prompt", "split"}
 
 
 class KLBlowUp(RlhfAdsError):
     """Mean KL passed ppo.kl.stop_above."""
-
-
-def reward_columns(rows: list[dict]) -> dict[str, list]:
-    """Dataset columns for reward functions: the brief's fields for brief rows, else the row's own columns."""
-    flat = [dict(row["brief"].to_dict(), **{k: v for k, v in row.items() if k not in COLUMN_SKIP})
-            if row.get("brief") is not None else {k: v for k, v in row.items() if k not in COLUMN_SKIP} for row in rows]
-    names = sorted({k for f in flat for k in f})
-    return {name: [f.get(name) for f in flat] for name in names}
 
 
 def batch_indices(n_rows: int, batch_size: int, step: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
@@ -135,8 +129,7 @@ def run(recipe: Recipe) -> dict:
     if not recipe.rewards:
         raise RlhfAdsError("ppo needs at least one reward: add a `rewards:` list to the recipe "
                            "(e.g. - {function: length_limit})")
-    rows = load_rows(cfg.prompts.path, ("briefs", "prompts"), **data_options(cfg.prompts, out_dir))
-    rows = [dict(r, brief=brief_from_row(r)) if "platform" in r and "brief" not in r else r for r in rows]
+    rows = load_prompt_rows(cfg.prompts, out_dir)
     reward_dir = recipe.stage_dir(recipe.reward.output)
     actor_critic = build_actor_critic(recipe, _default_stage_dir(recipe, cfg.sft, "sft"),
                             reward_dir if reward_dir.is_dir() else None)
@@ -160,11 +153,16 @@ def run(recipe: Recipe) -> dict:
     if main:
         _truncate_logs(out_dir, start_step)
     tracker = tracking.RunTracker.start(recipe, STAGE, out_dir, training.report_to)
+    validation = Validation(recipe, actor_critic.tokenizer, rewards, out_dir) if cfg.eval_every else None
     metrics = {}
     try:
+        if validation is not None and start_step == 0:  # where the curve starts: the SFT policy
+            _validate(validation, 0, actor_critic, optimization, out_dir, tracker)
         for step in tqdm(range(start_step, cfg.steps), desc="ppo", initial=start_step, total=cfg.steps,
                          disable=not main):
             metrics = ppo_step(recipe, actor_critic, optimization, kl_ctl, rewards, rows, step, out_dir, tracker)
+            if validation is not None and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+                metrics.update(_validate(validation, step + 1, actor_critic, optimization, out_dir, tracker))
             if (step + 1) % training.save_steps == 0 or step + 1 == cfg.steps:
                 _save_checkpoint(out_dir, step + 1, actor_critic, optimization, kl_ctl, rewards, training.save_total_limit)
             if cfg.kl.stop_above is not None and metrics["ppo/kl"] > cfg.kl.stop_above:
@@ -179,6 +177,8 @@ def run(recipe: Recipe) -> dict:
         if main:
             atomic_write_text(out_dir / "metrics.json",
                               json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+            for role in (POLICY, VALUE):
+                write_model_card(out_dir / role, recipe, STAGE, metrics, role)
             tracker.summary(metrics, cfg.steps)
             if recipe.tracking.log_artifacts:
                 name = f"{tracking.run_name(recipe, STAGE)}-adapters"
@@ -186,6 +186,25 @@ def run(recipe: Recipe) -> dict:
         processes.barrier()
     finally:
         tracker.finish()
+    return metrics
+
+
+def _validate(validation: Validation, step: int, actor_critic: ActorCritic, optimization, out_dir: Path,
+              tracker: tracking.RunTracker) -> dict[str, float]:
+    """Score the policy's greedy ads on the validation prompts (every rank, the same prompts); the main process
+    logs ppo/eval/* at `step` (to the tracker and <ppo>/eval.jsonl) and keeps the policy in <ppo>/best/ when
+    its proxy is the best so far."""
+    with optimization.generation():
+        metrics = validation.score(actor_critic.sampler())
+    with optimization.full_weights():  # a collective under ZeRO-3: every rank enters
+        if processes.is_main_process():
+            if validation.keep_if_best(step, metrics, actor_critic.save_weights):
+                log.info("ppo step %d: best validation reward so far (%.3f), kept in %s", step,
+                         metrics["ppo/eval/reward"], out_dir / BEST)
+            _append(out_dir / EVAL_LOG, {"step": step, **metrics})
+            tracker.log(metrics, step)
+    log.info("ppo step %d: validation reward %.3f%s", step, metrics["ppo/eval/reward"],
+             f", gold {metrics['ppo/eval/gold']:.3f}" if "ppo/eval/gold" in metrics else "")
     return metrics
 
 
@@ -333,7 +352,7 @@ def _append(path: Path, record: dict) -> None:
 
 def _truncate_logs(out_dir: Path, step: int) -> None:
     """On (re)start, drop log lines of steps after the checkpoint we resume from."""
-    for name in ("metrics.jsonl", "samples.jsonl"):
+    for name in ("metrics.jsonl", "samples.jsonl", EVAL_LOG):
         path = out_dir / name
         if path.is_file():
             kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]

@@ -58,10 +58,12 @@ class RewardComponent:
     clip: float | None = None
     moments: RunningMoments = field(default_factory=RunningMoments)
 
-    def transform(self, values: list[float | None]) -> list[float | None]:
-        """Raw values -> normalized and clipped values (None stays None). Updates the running moments."""
+    def transform(self, values: list[float | None], update: bool = True) -> list[float | None]:
+        """Raw values -> normalized and clipped values (None stays None). Updates the running moments unless
+        `update` is False (scoring for validation, which must not move the training's normalization)."""
         if self.normalize:
-            self.moments.update([v for v in values if v is not None])
+            if update:
+                self.moments.update([v for v in values if v is not None])
             scale = self.moments.std if self.moments.std > 1e-8 else 1.0
             values = [None if v is None else (v - self.moments.mean) / scale for v in values]
         if self.clip is not None:
@@ -105,14 +107,17 @@ class CompositeReward:
         return cls([RewardComponent(name=s.name or s.function.rsplit(":", 1)[-1], fn=resolve_reward(s.function, s.kwargs),
                                     weight=s.weight, normalize=s.normalize, clip=s.clip) for s in specs])
 
-    def score(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> RewardResult:
-        """Score a batch with every component."""
+    def score(self, completions: list[str], prompts: list[str], *, update_normalization: bool = True,
+              **columns: list[Any]) -> RewardResult:
+        """Score a batch with every component; `update_normalization=False` leaves the running normalization
+        as it is."""
         total = [0.0] * len(completions)
         raw, weighted = {}, {}
         for component in self.components:
             values = checked_call(component.name, component.fn, completions, prompts, columns)
             raw[component.name] = values
-            contributions = [0.0 if v is None else component.weight * v for v in component.transform(values)]
+            transformed = component.transform(values, update_normalization)
+            contributions = [0.0 if v is None else component.weight * v for v in transformed]
             weighted[component.name] = contributions
             total = [t + c for t, c in zip(total, contributions)]
         return RewardResult(total=total, raw=raw, weighted=weighted)

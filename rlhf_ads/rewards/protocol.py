@@ -12,6 +12,7 @@ may hold state loaded once (a model).
 from __future__ import annotations
 
 import math
+import traceback
 from typing import Any, Callable, Protocol
 
 from rlhf_ads.errors import RlhfAdsError
@@ -30,6 +31,25 @@ def _excerpt(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+def _first_failing_sample(fn: Callable, completions: list[str], prompts: list[str], columns: dict[str, list[Any]],
+                          batch_error: Exception) -> tuple[int | None, Exception]:
+    """Re-run the plugin one sample at a time to find the first it raises on: (index, that error), or
+    (None, the batch's error) when every sample alone passes."""
+    for index in range(len(completions)):
+        try:
+            fn(completions[index:index + 1], prompts[index:index + 1],
+               **{key: values[index:index + 1] for key, values in columns.items()})
+        except Exception as exc:  # noqa: BLE001 - any error of the plugin's own
+            return index, exc
+    return None, batch_error
+
+
+def _plugin_traceback(exc: BaseException, frames: int = 3) -> str:
+    """The last `frames` frames of the error's traceback (the plugin's own code, innermost last), indented."""
+    lines = traceback.format_tb(exc.__traceback__)[1:][-frames:]  # [0] is checked_call's own frame
+    return "".join(lines).rstrip() or "  (no traceback)"
+
+
 def checked_call(name: str, fn: Callable, completions: list[str], prompts: list[str],
                  columns: dict[str, list[Any]]) -> list[float | None]:
     """Call a reward function and check what it returns: one finite float (or None) per completion."""
@@ -39,9 +59,12 @@ def checked_call(name: str, fn: Callable, completions: list[str], prompts: list[
         raise
     except Exception as exc:
         index = getattr(exc, "sample_index", None)
+        if index is None and len(completions) > 1:
+            index, exc = _first_failing_sample(fn, completions, prompts, columns, exc)
         where = f" on sample {index}: {_excerpt(completions[index])}" if index is not None else (
             f" on a batch of {len(completions)} starting with {_excerpt(completions[0])}" if completions else "")
-        raise RewardError(f"reward '{name}' raised {type(exc).__name__}: {exc}{where}") from exc
+        raise RewardError(f"reward '{name}' raised {type(exc).__name__}: {exc}{where}\n"
+                          f"{_plugin_traceback(exc)}") from exc
     try:
         values = list(values)
     except TypeError:

@@ -17,6 +17,7 @@ from rlhf_ads import checkpoint
 from rlhf_ads.config import Recipe, TrainerSettings
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
+from rlhf_ads.model_card import write_model_card
 from rlhf_ads.modeling import resolve_dtype
 from rlhf_ads.processes import deepspeed_cpu_backend, is_main_process
 from rlhf_ads.stages.atomic_checkpoints import clear_staging, make_checkpoints_atomic
@@ -134,11 +135,14 @@ def sample_rows(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
 
 
 def write_stage_outputs(out_dir: Path, metrics: dict[str, Any], recipe: Recipe, trainer=None,
-                        tracker: RunTracker | None = None) -> None:
-    """On the main process: metrics.json (metrics + resolved config) and, after training, train_log.jsonl;
-    the final metrics (and adapters, with tracking.log_artifacts) to the tracker, whose run then closes."""
+                        tracker: RunTracker | None = None, stage: str | None = None) -> None:
+    """On the main process: metrics.json (metrics + resolved config), the adapter's model card (README.md) for
+    `stage` and, after training, train_log.jsonl; the final metrics (and adapters, with tracking.log_artifacts)
+    to the tracker, whose run then closes."""
     if is_main_process():
         atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
+        if stage is not None:
+            write_model_card(out_dir, recipe, stage, metrics)
         if trainer is not None:
             lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
             atomic_write_text(out_dir / "train_log.jsonl", lines)

@@ -32,7 +32,8 @@ def run(recipe: Recipe) -> dict:
     prompts = [render_prompt(b, tokenizer) for b in briefs]
     # 2. batched sampling
     ads = generate_completions(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size)
+                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+                               progress="generate")
     done = time.perf_counter()
     # 3. write samples with their length check
     rows = []

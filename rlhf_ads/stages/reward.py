@@ -186,7 +186,7 @@ def run(recipe: Recipe) -> dict:
     if is_main_process():
         tokenizer.save_pretrained(out_dir)
         atomic_write_text(out_dir / SCORER_META, json.dumps(meta, indent=2))
-    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker)
+    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker, stage="reward")
     if is_main_process():
         print(json.dumps(metrics, indent=2))
     return metrics

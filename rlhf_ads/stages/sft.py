@@ -109,7 +109,7 @@ def run(recipe: Recipe) -> dict:
     # 6. samples on held-out briefs: base vs SFT, within platform limits
     if cfg.num_samples:
         metrics.update(_compare_samples(recipe, model, tokenizer, out_dir))
-    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker)
+    write_stage_outputs(out_dir, metrics, recipe, trainer, tracker, stage="sft")
     if is_main_process():
         print(json.dumps(metrics, indent=2))
     return metrics

@@ -18,7 +18,8 @@ def test_help():
 
 
 def test_tiny_run_without_peer(tiny_model_dir, tmp_path):
-    """Our settings (the defaults, with gradient checkpointing, with a shared critic) run and reach the report."""
+    """Our settings (the defaults, with gradient checkpointing, with the value function's own adapter) run and
+    reach the report."""
     command = [sys.executable, str(SCRIPT), "--base", str(tiny_model_dir), "--skip-peer", "--dtypes", "fp32",
                "--steps", "1", "--warmup", "0", "--batch-size", "2", "--mini-batch-size", "2", "--new-tokens", "4",
                "--probe-seconds", "0.01", "--matmul-n", "64", "--probe-mb", "8", "--out", str(tmp_path)]
@@ -26,12 +27,12 @@ def test_tiny_run_without_peer(tiny_model_dir, tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     summary = json.loads((tmp_path / "results.json").read_text())
     modes = [(r["framework"], r["mode"]) for r in summary["results"]]
-    assert modes == [("ours", "lora-adapters"), ("ours", "checkpointed"), ("ours", "shared-critic")]
+    assert modes == [("ours", "defaults"), ("ours", "checkpointed"), ("ours", "adapter-critic")]
     for ours in summary["results"]:
         assert ours["same_prompts"] and len(ours["steps"]) == 1
         assert ours["samples_per_s"] > 0 and ours["peak_rss_bytes"] > 0
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "## Floor" in text and "**ours, checkpointed, fp32**" in text and "**ours, shared-critic, fp32**" in text
+    assert "## Floor" in text and "**ours, checkpointed, fp32**" in text and "**ours, adapter-critic, fp32**" in text
     assert not any(r["timers_missing"] for r in summary["results"])
 
 

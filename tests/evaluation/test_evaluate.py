@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rlhf_ads import config
+from rlhf_ads.data import load_briefs
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation import evaluate
 from rlhf_ads.stages import sft
@@ -14,17 +15,37 @@ def test_evaluate_compares_base_and_sft(tmp_path, tiny_model_dir):
     common = [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", "model.dtype=fp32", "model.use_lora=true"]
     sft.run(config.load(None, [*common, "sft.training.max_steps=2", "sft.training.max_train_rows=4",
                                "sft.training.max_eval_rows=2", "sft.num_samples=0", "sft.training.max_length=1024"]))
-    recipe = config.load(None, [*common, "evaluate.models=[base, sft]", "evaluate.num_briefs=3",
-                                "evaluate.max_new_tokens=4"])
+    briefs = tmp_path / "briefs.jsonl"  # three briefs: num_briefs=all takes every one
+    briefs.write_text("".join(json.dumps(b.to_dict()) + "\n" for b in load_briefs("bundled:heldout")[:3]))
+    recipe = config.load(None, [*common, "evaluate.models=[base, sft]", f"evaluate.briefs={briefs}",
+                                "evaluate.num_briefs=all", "evaluate.samples_per_brief=2", "evaluate.max_new_tokens=4"])
     recipe.rewards = [config.RewardSpec(function="length_limit")]
     metrics = evaluate.run(recipe)
     for name in ("base", "sft"):
         for key in ("gold", "compliance", "within_limit", "keyword_coverage", "distinct_2", "composite_reward",
-                    "kl_to_sft"):
+                    "kl_to_sft", "gold_low", "gold_high", "sampled/gold", "sampled/gold_low", "sampled/compliance"):
             assert f"eval/{name}/{key}" in metrics, (name, key)
     assert metrics["eval/sft/kl_to_sft"] == pytest.approx(0.0, abs=1e-6)
+    for key in ("gold_vs_sft", "gold_vs_sft_low", "win_rate_vs_sft_gold", "sampled/gold_vs_sft"):
+        assert f"eval/base/{key}" in metrics and f"eval/sft/{key}" not in metrics, key
     samples = [json.loads(line) for line in (tmp_path / "quickstart/report/samples.jsonl").read_text().splitlines()]
     assert len(samples) == 3 and {"base", "sft"} <= set(samples[0])
+    sampled = [s["base"]["sampled"] for s in samples]
+    assert all(len(ads) == 2 for ads in sampled)
+    mean_of_means = sum(sum(ad["gold"] for ad in ads) / 2 for ads in sampled) / 3
+    assert metrics["eval/base/sampled/gold"] == pytest.approx(mean_of_means)
+    summary = json.loads((tmp_path / "quickstart/report/metrics.json").read_text())["summary"]
+    assert any(line.startswith("greedy: base's gold ") for line in summary)
+    assert any(line.startswith("sampled: base's gold ") for line in summary)
+
+
+def test_adapter_folders_of_the_same_name_get_names_that_tell_them_apart(tmp_path):
+    for run in ("a", "b"):
+        (tmp_path / run / "ppo/policy").mkdir(parents=True)
+        (tmp_path / run / "ppo/policy/adapter_config.json").write_text("{}")
+    recipe = config.load(None, [f"output_dir={tmp_path}",
+                                f"evaluate.models=[base, {tmp_path}/a/ppo/policy, {tmp_path}/b/ppo/policy]"])
+    assert list(evaluate.model_folders(recipe)) == ["base", "a-ppo-policy", "b-ppo-policy"]
 
 
 def test_missing_checkpoint_folder_is_named(tmp_path, tiny_model_dir):

@@ -126,7 +126,7 @@ def test_the_reference_is_the_sft_model_stays_frozen_and_restores_the_active_ada
     from transformers import AutoModelForCausalLM
 
     sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
-    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32"])
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", "model.dtype=fp32", "ppo.critic=adapter"])
     actor_critic = build_actor_critic(recipe, sft_dir, None)
     rollout = tiny_rollout(len(actor_critic.tokenizer))
     actor_critic.use(VALUE)
@@ -191,3 +191,22 @@ def test_4bit_ppo_backpropagates_through_the_quantized_layers(tmp_path, tiny_mod
     for got, want in zip(quantized, dense):
         assert torch.allclose(got, want, rtol=1e-3, atol=1e-6)
     assert not [w for w in recwarn if "autograd kernel was not registered" in str(w.message)]
+
+
+def test_auto_critic_is_shared_unless_it_can_start_as_a_lora_reward_model_or_models_are_separate(tmp_path):
+    import json
+
+    from rlhf_ads.modeling import SCORER_META
+    from rlhf_ads.ppo.models import critic_kind
+
+    lora_rm, encoder_rm = tmp_path / "lora", tmp_path / "encoder"
+    for folder, backbone in ((lora_rm, "causal"), (encoder_rm, "encoder")):
+        folder.mkdir()
+        (folder / SCORER_META).write_text(json.dumps({"backbone": backbone}))
+    (lora_rm / "adapter_config.json").write_text("{}")
+    auto = config.load(None, [])
+    assert critic_kind(auto, None) == critic_kind(auto, encoder_rm) == "shared"
+    assert critic_kind(auto, lora_rm) == "adapter"  # the value adapter starts as the reward model
+    assert critic_kind(config.load(None, ["ppo.value_from_reward=false"]), lora_rm) == "shared"
+    assert critic_kind(config.load(None, ["ppo.models=separate"]), None) == "adapter"
+    assert critic_kind(config.load(None, ["ppo.critic=adapter"]), None) == "adapter"

@@ -12,6 +12,7 @@ from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.ppo import trainer
 from rlhf_ads.ppo.kl import make_controller
 from rlhf_ads.ppo.optimization import make_optimization
+from rlhf_ads.ppo.prompts import load_prompt_rows
 from rlhf_ads.rewards import RewardError
 from rlhf_ads.ppo.rollout import response_logprobs
 from tests.helpers import LENGTH_REWARD
@@ -47,6 +48,9 @@ def test_ppo_runs_logs_and_saves(tmp_path, tiny_model_dir):
         assert key in metrics, key
     assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2]
     assert (out / "policy" / "adapter_config.json").is_file() and (out / "value_head.safetensors").is_file()
+    card = (out / "policy" / "README.md").read_text()  # a real model card, not PEFT's empty template
+    assert "More Information Needed" not in card and "base_model:" in card and "# quickstart: ppo (policy)" in card
+    assert "| ppo/kl |" in card and "reward mix: mine x1" in card and "learning_rate: 0.001" in card
     assert (out / "checkpoints" / "checkpoint-2" / "trainer.pt").is_file()
     assert len((out / "samples.jsonl").read_text().splitlines()) == 4
 
@@ -334,18 +338,19 @@ def test_center_scores_subtracts_the_batch_mean_before_gae(tmp_path, tiny_model_
     assert total == pytest.approx(0.0 if center else metrics["ppo/score"] * batch, abs=1e-4)
 
 
-def test_critic_warmup_trains_the_value_only_then_the_policy(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("critic", ["adapter", "shared"])
+def test_critic_warmup_trains_the_value_only_then_the_policy(tmp_path, tiny_model_dir, critic):
     """During ppo.critic_warmup_steps the policy adapter stays bit-identical and has no optimizer state;
-    the value adapter and head move; after the warm-up the policy trains."""
+    the critic (the value adapter and head, or with a shared critic the head alone) moves; after the warm-up
+    the policy trains."""
     from rlhf_ads.ppo.models import POLICY, VALUE, build_actor_critic
 
     reward = write_reward(tmp_path, LENGTH_REWARD)
-    loaded = recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=1", "ppo.critic_warmup_steps=1")
+    loaded = recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=1", "ppo.critic_warmup_steps=1", f"ppo.critic={critic}")
     ac = build_actor_critic(loaded, None, None)
     before = {role: [p.detach().clone() for p in params] for role, params in ac.trainable_parameters().items()}
     optimization = make_optimization(Accelerator(), ac, loaded.ppo)
-    rows = trainer.load_rows("bundled:briefs:train", ("briefs", "prompts"))[:8]
-    rows = [dict(r, brief=trainer.brief_from_row(r)) for r in rows]
+    rows = load_prompt_rows(config.DataSource("bundled:briefs:train"), tmp_path)[:8]
     out = tmp_path / "out"
 
     def moved(role):
@@ -370,7 +375,7 @@ def test_value_loss_weight_and_weight_decay_move_the_critic(tmp_path, tiny_model
 
     def critic_after(tag: str, vf_coef: float, weight_decay: float) -> dict:
         trainer.run(recipe(tmp_path / tag, tiny_model_dir, reward, "ppo.steps=1", "ppo.critic_warmup_steps=1",
-                           f"ppo.vf_coef={vf_coef}", f"ppo.training.weight_decay={weight_decay}"))
+                           f"ppo.vf_coef={vf_coef}", f"ppo.training.weight_decay={weight_decay}", "ppo.critic=adapter"))
         out = tmp_path / tag / "runs/quickstart/ppo"
         return {**load_file(out / "value/adapter_model.safetensors"), **load_file(out / "value_head.safetensors")}
 

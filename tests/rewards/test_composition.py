@@ -133,3 +133,19 @@ def test_raising_plugin_can_point_at_its_sample():
 
     with pytest.raises(RewardError, match="reward 'picky' raised ValueError: cannot score on sample 1: 'a bad ad'"):
         CompositeReward([RewardComponent("picky", picky)])(["fine", "a bad ad"], ["", ""])
+
+
+def test_raising_plugin_is_rerun_per_sample_to_name_the_failing_one_with_its_traceback(tmp_path):
+    plugin = tmp_path / "fragile_reward.py"
+    plugin.write_text("def score(completions, prompts, **columns):\n"
+                      "    return [1.0 / len(c) for c in completions]\n")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fragile_reward", plugin)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(RewardError) as err:
+        CompositeReward([RewardComponent("fragile", module.score)])(["fine", "also fine", "", "x"], ["", "", "", ""])
+    message = str(err.value)
+    assert "reward 'fragile' raised ZeroDivisionError: float division by zero on sample 2: ''" in message
+    assert f'File "{plugin}", line 2, in' in message and "1.0 / len(c)" in message

@@ -26,6 +26,9 @@ def test_sft_batches_rows_of_similar_length_when_asked(tmp_path, tiny_model_dir)
                          "sft.num_samples=0")
     metrics = sft.run(recipe)
     assert metrics["sft/steps"] == 8 and metrics["sft/train_loss_last"] < metrics["sft/train_loss_first"]
+    card = (tmp_path / "quickstart/sft/README.md").read_text()  # the adapter's model card
+    assert "More Information Needed" not in card and f"base_model: {tiny_model_dir}" in card
+    assert "# quickstart: sft" in card and "| sft/steps | 8 |" in card and "Data: `bundled:sft:train`" in card
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])

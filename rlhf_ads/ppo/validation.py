@@ -1,0 +1,67 @@
+"""Validation during PPO: every `ppo.eval_every` steps the policy writes one greedy ad for each of a fixed set of
+validation briefs (not the held-out ones `evaluate` uses); the ads are scored by the reward mix PPO optimizes
+(the proxy) and, for briefs, by the gold utility, side by side, so over-optimization shows as a proxy that climbs
+while gold does not. The policy with the best validation proxy so far is kept in <ppo>/best/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from rlhf_ads import checkpoint
+from rlhf_ads.data import render_row_prompt
+from rlhf_ads.data.gold import gold_utility
+from rlhf_ads.generation import generate_completions
+from rlhf_ads.ppo.prompts import load_prompt_rows, reward_columns
+from rlhf_ads.rewards import CompositeReward
+from rlhf_ads.storage import atomic_write_text
+
+BEST = "best"  # <ppo>/best/: the policy adapter with the best validation proxy, and best.json
+EVAL_LOG = "eval.jsonl"  # <ppo>/eval.jsonl: one line of ppo/eval/* metrics per validation
+
+
+class Validation:
+    """The fixed validation prompts of one PPO run and the best proxy seen so far."""
+
+    def __init__(self, recipe, tokenizer, rewards: CompositeReward, out_dir: Path):
+        cfg = recipe.ppo
+        self.rows = load_prompt_rows(cfg.eval_prompts, out_dir)[: cfg.eval_num_prompts]
+        self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
+        self.columns = reward_columns(self.rows)
+        self.tokenizer, self.rewards, self.out_dir = tokenizer, rewards, out_dir
+        self.max_new_tokens = cfg.max_new_tokens
+        self.best = self._saved_best()
+
+    def _saved_best(self) -> float | None:
+        path = self.out_dir / BEST / "best.json"
+        return json.loads(path.read_text())["ppo/eval/reward"] if path.is_file() else None
+
+    def score(self, model) -> dict[str, float]:
+        """Greedy ads from `model` for the validation prompts -> ppo/eval/reward (the proxy: the reward mix's
+        total, its running normalization left as it is), ppo/eval/<component> (raw means) and, when every row
+        is a brief, ppo/eval/gold."""
+        ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
+                                   temperature=0.0, batch_size=len(self.prompts))
+        scored = self.rewards.score(ads, self.prompts, update_normalization=False, **self.columns)
+        metrics = {f"ppo/eval/{k.split('/', 1)[1]}": v for k, v in scored.metrics().items()
+                   if not k.endswith("_weighted") and k != "reward/total"}
+        metrics["ppo/eval/reward"] = sum(scored.total) / len(ads)
+        if all(r.get("brief") is not None for r in self.rows):
+            metrics["ppo/eval/gold"] = sum(gold_utility(r["brief"], ad) for r, ad in zip(self.rows, ads)) / len(ads)
+        return metrics
+
+    def keep_if_best(self, step: int, metrics: dict[str, float], save_policy) -> bool:
+        """When the proxy beats the best so far, `save_policy(folder)` writes the policy adapter into a staging
+        folder that then replaces <ppo>/best/ (with best.json: the step and its metrics). True when it did."""
+        if self.best is not None and metrics["ppo/eval/reward"] <= self.best:
+            return False
+        staging = self.out_dir / f".partial-{BEST}"  # a save that raised half-way is overwritten
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_policy(staging)
+        atomic_write_text(staging / "best.json", json.dumps({"step": step, **metrics}, indent=2))
+        checkpoint.publish(staging, self.out_dir / BEST)
+        self.best = metrics["ppo/eval/reward"]
+        return True

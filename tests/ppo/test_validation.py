@@ -1,0 +1,45 @@
+"""Validation during PPO (ppo.eval_every): proxy and gold on fixed briefs, logged side by side; the best policy kept."""
+
+import json
+
+import pytest
+
+from rlhf_ads import config
+from rlhf_ads.modeling import load_tokenizer
+from rlhf_ads.ppo import trainer
+from rlhf_ads.ppo.validation import Validation
+from rlhf_ads.rewards import CompositeReward
+from tests.helpers import write_length_reward
+
+TINY = ["model.dtype=fp32", "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=6",
+        "ppo.max_prompt_tokens=256", "ppo.training.learning_rate=0.001", "ppo.training.save_steps=10"]
+
+
+def test_validation_logs_proxy_and_gold_and_keeps_the_best_policy(tmp_path, tiny_model_dir):
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", *TINY, "ppo.steps=3",
+                                "ppo.eval_every=2", "ppo.eval_num_prompts=3"])
+    recipe.rewards = [config.RewardSpec(function=write_length_reward(tmp_path), name="mine")]
+    final = trainer.run(recipe)
+    out = tmp_path / "quickstart/ppo"
+    records = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2, 3]  # before training, every 2 steps, after the last
+    for record in records:
+        assert {"ppo/eval/reward", "ppo/eval/gold", "ppo/eval/mine"} <= set(record)
+    assert final["ppo/eval/reward"] == records[-1]["ppo/eval/reward"]
+    best = json.loads((out / "best/best.json").read_text())
+    rewards = [r["ppo/eval/reward"] for r in records]
+    assert best["step"] == records[rewards.index(max(rewards))]["step"]  # the first of the best
+    assert (out / "best/policy/adapter_config.json").is_file()
+    assert all("ppo/eval/reward" not in json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
+    resumed = Validation(recipe, load_tokenizer(str(tiny_model_dir)), CompositeReward.from_specs(recipe.rewards), out)
+    assert resumed.best == pytest.approx(max(rewards))  # a resumed run competes with the kept best
+
+
+def test_validation_scoring_leaves_the_running_normalization_alone(tmp_path):
+    rewards = CompositeReward.from_specs([config.RewardSpec(function=write_length_reward(tmp_path), normalize=True)])
+    rewards.score(["short ad", "a much longer ad than that"], ["p", "p"])
+    before = rewards.state_dict()
+    rewards.score(["x" * 40, "y"], ["p", "p"], update_normalization=False)
+    assert rewards.state_dict() == before
+    rewards.score(["x" * 40, "y"], ["p", "p"])
+    assert rewards.state_dict() != before
