@@ -8,7 +8,8 @@ from rlhf_ads.rewards import context_for, lint
 
 def ad_policy(completions: list[str], prompts: list[str], platform=None, field=None, penalty: float = 1.0,
               prohibited_terms=None, supported_claims=None, allowed_caps=None, **columns) -> list[float]:
-    """Minus `penalty` per policy violation (0 for a clean ad). Length is left to the length rewards."""
+    """Minus `penalty` per policy violation (0 for a clean ad); a rule's findings count once per kind (five words
+    in capitals are one violation, as the lint reports them). Length is left to the length rewards."""
     n = len(completions)
     scores = []
     for text, p, f in zip(completions, per_sample(platform, n), per_sample(field, n)):

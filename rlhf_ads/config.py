@@ -310,6 +310,9 @@ class PPOStageConfig:
                              f"({self.training.grad_accum})")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0 for PPO rollouts (log-probs divide by it)")
+        if self.eval_every < 0 or self.eval_num_prompts < 1:
+            raise ValueError(f"eval_every must be >= 0 (0: off) and eval_num_prompts >= 1, got {self.eval_every} "
+                             f"and {self.eval_num_prompts}")
         self.micro_batch_size = self.mini_batch_size // self.training.grad_accum
 
 

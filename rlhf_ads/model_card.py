@@ -3,6 +3,7 @@ stage, data, the recipe's key settings, the stage's final metrics, the command t
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -31,10 +32,9 @@ def _settings(section: Any) -> dict[str, Any]:
     return found
 
 
-def model_card(recipe, stage: str, metrics: dict[str, Any], role: str | None = None) -> str:
-    """The card's Markdown text for `stage`'s adapter (`role`: policy or value for PPO)."""
+def model_card(recipe, stage: str, metrics: dict[str, Any], role: str | None = None, lora: str = "LoRA") -> str:
+    """The card's Markdown text for `stage`'s adapter (`role`: policy or value for PPO; `lora`: its shape)."""
     model, section = recipe.model, getattr(recipe, stage)
-    lora = f"LoRA r={model.lora.r}, alpha={model.lora.alpha}" if model.use_lora else "full weights"
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in sorted(numbers.items()))
     settings = "\n".join(f"- {k}: {v}" for k, v in _settings(section).items())
@@ -80,5 +80,8 @@ weights.
 
 def write_model_card(folder: Path, recipe, stage: str, metrics: dict[str, Any], role: str | None = None) -> None:
     """Replace `folder`/README.md (PEFT's template) with the card, when the folder holds an adapter."""
-    if (Path(folder) / "adapter_config.json").is_file():
-        atomic_write_text(Path(folder) / "README.md", model_card(recipe, stage, metrics, role))
+    config_file = Path(folder) / "adapter_config.json"
+    if config_file.is_file():
+        adapter = json.loads(config_file.read_text())
+        shape = f"LoRA r={adapter.get('r')}, alpha={adapter.get('lora_alpha')}"
+        atomic_write_text(Path(folder) / "README.md", model_card(recipe, stage, metrics, role, shape))

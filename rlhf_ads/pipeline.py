@@ -49,11 +49,13 @@ def set_resume(recipe: Recipe, stage: str) -> None:
 def interrupted_message(recipe: Recipe | None, stage: str, argv: list[str]) -> str:
     """One line for Ctrl-C: the stage that stopped, its newest complete checkpoint, and the command to resume."""
     command = "rlhf-ads " + " ".join(shlex.quote(a) for a in argv)
-    if recipe is None or stage not in STAGES or stage == "evaluate":
+    resumable = recipe is not None and stage in STAGES and (stage != "evaluate" or "pipeline" in argv)
+    if not resumable:
         return f"rlhf-ads: interrupted during {stage}; nothing to resume, run again: {command}"
-    newest = checkpoint.newest(stage_output(recipe, stage) / "checkpoints")
-    saved = f"newest complete checkpoint {newest}" if newest else "no checkpoint yet (the stage starts over)"
-    resume = command if "--resume" in argv else f"{command} --resume"
+    newest = checkpoint.newest(stage_output(recipe, stage) / "checkpoints") if stage != "evaluate" else None
+    saved = (f"newest complete checkpoint {newest}" if newest else
+             "the finished stages are kept" if stage == "evaluate" else "no checkpoint yet (the stage starts over)")
+    resume = command if "--resume" in argv else f"{command} --resume"  # a pipeline's --resume skips finished stages
     return f"rlhf-ads: interrupted during {stage}; {saved}; resume with: {resume}"
 
 

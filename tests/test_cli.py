@@ -191,6 +191,20 @@ def test_ctrl_c_exits_130_with_one_line_naming_the_checkpoint_and_the_resume_com
                              "--stages ppo --resume")
 
 
+def test_ctrl_c_in_a_pipelines_evaluation_resumes_the_pipeline_not_its_training(tmp_path, monkeypatch, capsys):
+    from rlhf_ads import cli, pipeline
+
+    def interrupted(stage, recipe):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_stage", interrupted)
+    assert cli.main(["pipeline", str(REPO / "recipes/quickstart.yaml"), f"output_dir={tmp_path}", "--stages",
+                     "evaluate"]) == 130
+    line = capsys.readouterr().err.strip()
+    assert "interrupted during evaluate; the finished stages are kept; resume with: rlhf-ads pipeline" in line
+    assert line.endswith("--stages evaluate --resume")
+
+
 def test_dependency_noise_is_quiet_by_default_and_shown_with_verbose(tmp_path, tiny_model_dir):
     """bitsandbytes' optional-kernel notice (a 4-bit base on a CPU) and the dependencies' deprecation warnings
     stay out of a normal run's output; -v shows them."""

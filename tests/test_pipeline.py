@@ -50,7 +50,8 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
     assert metrics["eval/ppo/gold_vs_sft_low"] <= metrics["eval/ppo/gold_vs_sft"] <= metrics["eval/ppo/gold_vs_sft_high"]
     assert len((run_dir / "ppo/eval.jsonl").read_text().splitlines()) == 3  # steps 0, 1, 2
     report = (run_dir / "report/report.html").read_text()
-    assert "part of the reward mix PPO trained against" in report and "distinguishable from zero" in report
+    assert "part of the reward mix PPO trained against" in report
+    assert "on 4 briefs: too few briefs to tell" in report  # a verdict needs at least 5
     for section in ("Comparison", "PPO training", "Distributions", "Reward model", "Stage timings", "Sample ads"):
         assert f"<h2>{section}" in report, section
     assert report.count("data:image/png;base64,") == 3

@@ -169,7 +169,7 @@ def run(recipe: Recipe) -> dict:
     if BASELINE in per_ad:
         for name in per_ad:
             key = "judge" if judge else "composite_reward"
-            if name != BASELINE and per_ad[name] and key in per_ad[name][0]:
+            if name != BASELINE and all(r.get(key) is not None for r in per_ad[name] + per_ad[BASELINE]):
                 metrics[f"eval/{name}/win_rate_vs_sft"] = win_rate([r[key] for r in per_ad[name]],
                                                                    [r[key] for r in per_ad[BASELINE]])
         for prefix, per_brief in _per_brief_scores(per_ad, cfg.samples_per_brief).items():
@@ -208,14 +208,14 @@ def sample_ads(model, tokenizer, briefs, prompts: list[str], adapter: str | None
 def _per_brief_scores(per_ad: dict[str, list[dict]], samples_per_brief: int) -> dict[str, dict[str, dict[str, list[float]]]]:
     """metric prefix ('' for the greedy ads, 'sampled/' for the means over sampled ads) -> model -> record field
     -> one value per brief."""
-    def fields(record: dict) -> list[str]:
-        return [f for f in STAT_FIELDS if f in record]
+    def fields(records: list[dict]) -> list[str]:  # a judge may leave ads unscored (None): no statistics then
+        return [f for f in STAT_FIELDS if all(r.get(f) is not None for r in records)]
 
-    out = {"": {name: {f: [float(r[f]) for r in records] for f in fields(records[0])}
-                for name, records in per_ad.items()}}
+    out = {"": {name: {f: [float(r[f]) for r in records] for f in fields(records)} for name, records in per_ad.items()}}
     if samples_per_brief:
         out["sampled/"] = {name: {f: [sum(float(s[f]) for s in r["sampled"]) / len(r["sampled"]) for r in records]
-                                  for f in fields(records[0])} for name, records in per_ad.items()}
+                                  for f in fields([s for r in records for s in r["sampled"]])}
+                           for name, records in per_ad.items()}
     return out
 
 
@@ -256,6 +256,9 @@ def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | No
             record["composite_reward"] = scored.total[i]
             if judge is not None:
                 record["judge"] = scored.raw[judge][i]
+        judged = [v for v in scored.raw[judge] if v is not None] if judge is not None else []
+        if judged:
+            out["judge"] = sum(judged) / len(judged)
     return out, records
 
 

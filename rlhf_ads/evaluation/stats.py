@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 LEVEL = 0.95
 RESAMPLES = 4000
+MIN_BRIEFS = 5  # fewer, and a bootstrap interval says little (one brief gives a zero-width interval)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ def describe_difference(name: str, baseline: str, metric: str, difference: Estim
     else:
         relation = f"equals {baseline}'s"
     spread = f", {difference.mean / unit_sd:+.2f} SD of {baseline}'s per-ad {metric}" if unit_sd else ""
-    verdict = ("distinguishable from zero" if difference.excludes_zero
-               else "not distinguishable from zero (the interval includes 0)")
+    if difference.n < MIN_BRIEFS:
+        verdict = f"too few briefs to tell (at least {MIN_BRIEFS} needed)"
+    else:
+        verdict = ("distinguishable from zero" if difference.excludes_zero
+                   else "not distinguishable from zero (the interval includes 0)")
     return (f"{name}'s {metric} {relation} ({difference.level:.0%} CI {difference.low:+.3f} to {difference.high:+.3f}"
             f"{spread}) on {difference.n} briefs: {verdict}.")
 

@@ -153,7 +153,7 @@ def run(recipe: Recipe) -> dict:
     if main:
         _truncate_logs(out_dir, start_step)
     tracker = tracking.RunTracker.start(recipe, STAGE, out_dir, training.report_to)
-    validation = Validation(recipe, actor_critic.tokenizer, rewards, out_dir) if cfg.eval_every else None
+    validation = Validation(recipe, actor_critic.tokenizer, rewards, out_dir, start_step) if cfg.eval_every else None
     metrics = {}
     try:
         if validation is not None and start_step == 0:  # where the curve starts: the SFT policy

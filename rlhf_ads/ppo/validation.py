@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rlhf_ads import checkpoint
+from rlhf_ads import checkpoint, processes
 from rlhf_ads.data import render_row_prompt
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.generation import generate_completions
@@ -25,26 +25,34 @@ EVAL_LOG = "eval.jsonl"  # <ppo>/eval.jsonl: one line of ppo/eval/* metrics per 
 class Validation:
     """The fixed validation prompts of one PPO run and the best proxy seen so far."""
 
-    def __init__(self, recipe, tokenizer, rewards: CompositeReward, out_dir: Path):
+    def __init__(self, recipe, tokenizer, rewards: CompositeReward, out_dir: Path, start_step: int):
         cfg = recipe.ppo
         self.rows = load_prompt_rows(cfg.eval_prompts, out_dir)[: cfg.eval_num_prompts]
         self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
         self.columns = reward_columns(self.rows)
         self.tokenizer, self.rewards, self.out_dir = tokenizer, rewards, out_dir
         self.max_new_tokens = cfg.max_new_tokens
-        self.best = self._saved_best()
+        self.best = self._saved_best(start_step)
 
-    def _saved_best(self) -> float | None:
+    def _saved_best(self, start_step: int) -> float | None:
+        """The best proxy a resumed run competes with: the kept policy's, unless it came from a step after the
+        checkpoint the run resumes from (or the run starts afresh), when it is removed with its log lines."""
         path = self.out_dir / BEST / "best.json"
-        return json.loads(path.read_text())["ppo/eval/reward"] if path.is_file() else None
+        if start_step > 0 and path.is_file() and json.loads(path.read_text())["step"] <= start_step:
+            return json.loads(path.read_text())["ppo/eval/reward"]
+        if processes.is_main_process():
+            shutil.rmtree(self.out_dir / BEST, ignore_errors=True)
+            if start_step == 0:
+                (self.out_dir / EVAL_LOG).unlink(missing_ok=True)  # a fresh run's curve starts empty
+        return None
 
     def score(self, model) -> dict[str, float]:
         """Greedy ads from `model` for the validation prompts -> ppo/eval/reward (the proxy: the reward mix's
-        total, its running normalization left as it is), ppo/eval/<component> (raw means) and, when every row
-        is a brief, ppo/eval/gold."""
+        weighted total, with raw values for components under running normalization, so that every validation
+        is scored alike), ppo/eval/<component> (raw means) and, when every row is a brief, ppo/eval/gold."""
         ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
                                    temperature=0.0, batch_size=len(self.prompts))
-        scored = self.rewards.score(ads, self.prompts, update_normalization=False, **self.columns)
+        scored = self.rewards.score(ads, self.prompts, running_normalization=False, **self.columns)
         metrics = {f"ppo/eval/{k.split('/', 1)[1]}": v for k, v in scored.metrics().items()
                    if not k.endswith("_weighted") and k != "reward/total"}
         metrics["ppo/eval/reward"] = sum(scored.total) / len(ads)

@@ -58,12 +58,12 @@ class RewardComponent:
     clip: float | None = None
     moments: RunningMoments = field(default_factory=RunningMoments)
 
-    def transform(self, values: list[float | None], update: bool = True) -> list[float | None]:
-        """Raw values -> normalized and clipped values (None stays None). Updates the running moments unless
-        `update` is False (scoring for validation, which must not move the training's normalization)."""
-        if self.normalize:
-            if update:
-                self.moments.update([v for v in values if v is not None])
+    def transform(self, values: list[float | None], running: bool = True) -> list[float | None]:
+        """Raw values -> normalized and clipped values (None stays None), updating the running moments. With
+        `running` False the values skip the running normalization and leave it as it is (validation scores,
+        which must compare across steps and must not move the training's normalization)."""
+        if self.normalize and running:
+            self.moments.update([v for v in values if v is not None])
             scale = self.moments.std if self.moments.std > 1e-8 else 1.0
             values = [None if v is None else (v - self.moments.mean) / scale for v in values]
         if self.clip is not None:
@@ -107,16 +107,16 @@ class CompositeReward:
         return cls([RewardComponent(name=s.name or s.function.rsplit(":", 1)[-1], fn=resolve_reward(s.function, s.kwargs),
                                     weight=s.weight, normalize=s.normalize, clip=s.clip) for s in specs])
 
-    def score(self, completions: list[str], prompts: list[str], *, update_normalization: bool = True,
+    def score(self, completions: list[str], prompts: list[str], *, running_normalization: bool = True,
               **columns: list[Any]) -> RewardResult:
-        """Score a batch with every component; `update_normalization=False` leaves the running normalization
-        as it is."""
+        """Score a batch with every component; `running_normalization=False` scores components that normalize
+        with their raw values and leaves the running statistics as they are."""
         total = [0.0] * len(completions)
         raw, weighted = {}, {}
         for component in self.components:
             values = checked_call(component.name, component.fn, completions, prompts, columns)
             raw[component.name] = values
-            transformed = component.transform(values, update_normalization)
+            transformed = component.transform(values, running_normalization)
             contributions = [0.0 if v is None else component.weight * v for v in transformed]
             weighted[component.name] = contributions
             total = [t + c for t, c in zip(total, contributions)]

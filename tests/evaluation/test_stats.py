@@ -62,14 +62,17 @@ def test_compare_reports_intervals_differences_gold_units_and_words():
     assert metrics["sft/gold_low"] <= 0.5 <= metrics["sft/gold_high"]
     assert "ppo/gold_vs_sft" not in {k for k in metrics if k.startswith("sft/")}
     assert len(sentences) == 2 and sentences[0].startswith("ppo's gold is higher than sft's by 0.075")
+    assert "too few briefs" in sentences[0]  # four briefs
     assert "SD of sft's per-ad gold" in sentences[0]
 
 
 def test_words_say_whether_a_difference_is_distinguishable_from_zero():
-    clear = paired_difference([1.0, 1.0, 1.0], [0.5, 0.5, 0.5])
-    assert describe_difference("ppo", "sft", "gold", clear).endswith("distinguishable from zero.")
-    unclear = paired_difference([1.0, 0.0], [0.0, 1.0])
+    clear = paired_difference([1.0] * 5, [0.5] * 5)
+    assert describe_difference("ppo", "sft", "gold", clear).endswith(": distinguishable from zero.")
+    unclear = paired_difference([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     assert "not distinguishable from zero" in describe_difference("ppo", "sft", "gold", unclear)
+    few = paired_difference([1.0, 1.0], [0.5, 0.5])  # a zero-width interval from two briefs proves nothing
+    assert describe_difference("ppo", "sft", "gold", few).endswith("too few briefs to tell (at least 5 needed).")
 
 
 def test_table_rows_put_intervals_beside_their_metric():
@@ -79,3 +82,10 @@ def test_table_rows_put_intervals_beside_their_metric():
     assert list(rows) == ["distinct_2", "gold"]
     assert [format_cell(*cell) for cell in rows["gold"]] == ["0.500 [0.400, 0.600]", "0.700"]
     assert format_cell(*rows["distinct_2"][0]) == "-"
+
+
+def test_a_judge_that_leaves_ads_unscored_gets_no_statistics():
+    from rlhf_ads.evaluation.evaluate import _per_brief_scores
+
+    records = [{"gold": 0.5, "judge": None, "compliant": True}, {"gold": 0.7, "judge": 1.0, "compliant": False}]
+    assert _per_brief_scores({"sft": records}, 0) == {"": {"sft": {"gold": [0.5, 0.7], "compliant": [1.0, 0.0]}}}

@@ -31,15 +31,22 @@ def test_validation_logs_proxy_and_gold_and_keeps_the_best_policy(tmp_path, tiny
     assert best["step"] == records[rewards.index(max(rewards))]["step"]  # the first of the best
     assert (out / "best/policy/adapter_config.json").is_file()
     assert all("ppo/eval/reward" not in json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
-    resumed = Validation(recipe, load_tokenizer(str(tiny_model_dir)), CompositeReward.from_specs(recipe.rewards), out)
-    assert resumed.best == pytest.approx(max(rewards))  # a resumed run competes with the kept best
+    tokenizer, mix = load_tokenizer(str(tiny_model_dir)), CompositeReward.from_specs(recipe.rewards)
+    assert Validation(recipe, tokenizer, mix, out, start_step=3).best == pytest.approx(max(rewards))  # resumed
+    if best["step"] > 0:  # resumed from a checkpoint before the best: that best is gone with its steps
+        assert Validation(recipe, tokenizer, mix, out, start_step=best["step"] - 1).best is None
+        assert not (out / "best").exists()
+    assert Validation(recipe, tokenizer, mix, out, start_step=0).best is None  # a fresh run starts clean
+    assert not (out / "best").exists() and not (out / "eval.jsonl").exists()
 
 
-def test_validation_scoring_leaves_the_running_normalization_alone(tmp_path):
+def test_validation_scores_skip_the_running_normalization_and_leave_it_alone(tmp_path):
+    """Validation totals compare across steps (raw values of normalizing components) and do not move the
+    statistics the training normalizes with."""
     rewards = CompositeReward.from_specs([config.RewardSpec(function=write_length_reward(tmp_path), normalize=True)])
     rewards.score(["short ad", "a much longer ad than that"], ["p", "p"])
     before = rewards.state_dict()
-    rewards.score(["x" * 40, "y"], ["p", "p"], update_normalization=False)
-    assert rewards.state_dict() == before
+    raw = rewards.score(["x" * 40, "y"], ["p", "p"], running_normalization=False)
+    assert rewards.state_dict() == before and raw.total == raw.raw[rewards.components[0].name]
     rewards.score(["x" * 40, "y"], ["p", "p"])
     assert rewards.state_dict() != before
