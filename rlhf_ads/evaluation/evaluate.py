@@ -250,8 +250,7 @@ def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | No
     if rewards is not None:
         scored = rewards.score(ads, prompts, **columns)
         out["composite_reward"] = sum(scored.total) / n
-        out.update({f"reward/{k.split('/', 1)[1]}": v for k, v in scored.metrics().items()
-                    if not k.endswith("_weighted") and k != "reward/total"})
+        out.update({f"reward/{name}": mean for name, mean in scored.raw_means().items()})
         for i, record in enumerate(records):
             record["composite_reward"] = scored.total[i]
             if judge is not None:

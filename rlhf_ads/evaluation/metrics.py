@@ -6,9 +6,16 @@ import math
 from collections import defaultdict
 
 
+def win_shares(candidate: list[float], baseline: list[float]) -> list[float]:
+    """Per pair: 1 where the candidate scores higher, 0.5 on a tie, 0 where lower."""
+    if len(candidate) != len(baseline) or not candidate:
+        raise ValueError(f"win_shares needs equal, non-empty lists; got {len(candidate)} and {len(baseline)}")
+    return [1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline)]
+
+
 def pairwise_accuracy(chosen: list[float], rejected: list[float], groups: list[str] | None = None) -> dict[str, float]:
     """Share of pairs where chosen scores above rejected (ties count half); per group when groups are given."""
-    hits = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    hits = win_shares(chosen, rejected)
     out = {"all": sum(hits) / len(hits)}
     if groups is not None:
         by_group = defaultdict(list)
@@ -67,9 +74,7 @@ def self_bleu(texts: list[str]) -> float:
 
 def win_rate(candidate: list[float], baseline: list[float]) -> float:
     """Share of paired items where the candidate's score beats the baseline's (ties count half)."""
-    if not candidate or len(candidate) != len(baseline):
-        raise ValueError(f"win_rate needs equal, non-empty lists; got {len(candidate)} and {len(baseline)}")
-    return sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline)) / len(candidate)
+    return sum(win_shares(candidate, baseline)) / len(candidate)
 
 
 def quantiles(values: list[float], points: tuple[float, ...] = (0.1, 0.5, 0.9)) -> list[float]:

@@ -39,7 +39,7 @@ def write_report(path: Path, recipe: Recipe, metrics: dict[str, float], samples:
              f"temperature {recipe.evaluate.temperature}; win rates judged by {html.escape(judge or 'the composite reward')}"
              "</p>",
              "<h2>Comparison</h2><p class=meta>Means over the briefs with 95% percentile-bootstrap intervals in "
-             "brackets; '_vs_sft' rows are paired differences, brief by brief.</p>", _summary(summary, judge, recipe),
+             "brackets; '_vs_sft' rows are paired differences, brief by brief.</p>", _summary(summary, judge),
              _metrics_table(metrics, names)]
     if ppo_log:
         parts += ["<h2>PPO training</h2><p>Proxy (the reward mix the policy optimizes) against gold utility "
@@ -73,12 +73,12 @@ def _metrics_table(metrics: dict[str, float], names: list[str]) -> str:
     return f"<table>{''.join(lines)}</table>"
 
 
-def _summary(sentences: list[str], judge: str | None, recipe: Recipe) -> str:
-    """The differences against SFT in words, and which judge PPO trained against."""
-    trained = judge is not None and any((spec.name or spec.function) == judge for spec in recipe.rewards)
+def _summary(sentences: list[str], judge: str | None) -> str:
+    """The differences against SFT in words, and which judge PPO trained against (a judge is always a component
+    of the reward mix: evaluate.judge_name)."""
     note = (f"<p>win_rate_vs_sft is judged by {html.escape(judge)}, which is part of the reward mix PPO trained "
             "against, so it favours PPO; win_rate_vs_sft_gold is judged by the gold utility, which PPO never saw.</p>"
-            if trained else "")
+            if judge is not None else "")
     items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
     return note + (f"<ul>{items}</ul>" if items else "")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from rlhf_ads.evaluation.metrics import win_shares
+
 LEVEL = 0.95
 RESAMPLES = 4000
 MIN_BRIEFS = 5  # fewer, and a bootstrap interval says little (one brief gives a zero-width interval)
@@ -29,9 +31,6 @@ class Estimate:
     @property
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
-
-    def as_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n}
 
 
 def bootstrap_mean(values: list[float], *, resamples: int = RESAMPLES, level: float = LEVEL,
@@ -54,13 +53,6 @@ def paired_difference(candidate: list[float], baseline: list[float], **options) 
     if len(candidate) != len(baseline) or not candidate:
         raise ValueError(f"paired_difference needs equal, non-empty lists; got {len(candidate)} and {len(baseline)}")
     return bootstrap_mean([c - b for c, b in zip(candidate, baseline)], **options)
-
-
-def win_shares(candidate: list[float], baseline: list[float]) -> list[float]:
-    """Per brief: 1 where the candidate scores higher, 0.5 on a tie, 0 where lower (a win rate's terms)."""
-    if len(candidate) != len(baseline) or not candidate:
-        raise ValueError(f"win_shares needs equal, non-empty lists; got {len(candidate)} and {len(baseline)}")
-    return [1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline)]
 
 
 def standard_deviation(values: list[float]) -> float:

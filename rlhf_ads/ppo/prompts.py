@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf_ads.data import brief_from_row, data_options, load_rows
+from rlhf_ads.data.gold import gold_utility
 
 COLUMN_SKIP = {"_line", "brief", "prompt", "split"}
 
@@ -22,3 +23,10 @@ def reward_columns(rows: list[dict]) -> dict[str, list]:
             if row.get("brief") is not None else {k: v for k, v in row.items() if k not in COLUMN_SKIP} for row in rows]
     names = sorted({k for f in flat for k in f})
     return {name: [f.get(name) for f in flat] for name in names}
+
+
+def mean_gold(rows: list[dict], texts: list[str]) -> float | None:
+    """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief."""
+    if not all(row.get("brief") is not None for row in rows):
+        return None
+    return sum(gold_utility(row["brief"], text) for row, text in zip(rows, texts)) / len(rows)

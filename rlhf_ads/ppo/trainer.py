@@ -41,7 +41,6 @@ from rlhf_ads import checkpoint, processes, tracking
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import render_row_prompt
-from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.model_card import write_model_card
 from rlhf_ads.modeling import DTYPES, resolve_dtype
@@ -50,7 +49,7 @@ from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
-from rlhf_ads.ppo.prompts import load_prompt_rows, reward_columns
+from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold, reward_columns
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
 from rlhf_ads.ppo.validation import BEST, EVAL_LOG, Validation
 from rlhf_ads.rewards import CompositeReward
@@ -264,8 +263,8 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
                "ppo/empty_fraction": sum(not t for t in rollout.texts) / len(rollout.texts),
                "ppo/prompts_cut": cut, "ppo/samples_per_second": cfg.batch_size / elapsed, **train_stats,
                **timer.seconds}
-    if all(r.get("brief") is not None for r in batch_rows):
-        metrics["gold/utility"] = sum(gold_utility(r["brief"], t) for r, t in zip(batch_rows, rollout.texts)) / len(batch_rows)
+    if (gold := mean_gold(batch_rows, rollout.texts)) is not None:
+        metrics["gold/utility"] = gold
     metrics = dist.average_metrics(metrics)
     kl_ctl.update(metrics["ppo/kl"], cfg.batch_size * processes.world_size())
     metrics["ppo/kl_coef"] = kl_ctl.value

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from rlhf_ads import checkpoint, processes
 from rlhf_ads.data import render_row_prompt
-from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.generation import generate_completions
-from rlhf_ads.ppo.prompts import load_prompt_rows, reward_columns
+from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold, reward_columns
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 
@@ -38,8 +37,9 @@ class Validation:
         """The best proxy a resumed run competes with: the kept policy's, unless it came from a step after the
         checkpoint the run resumes from (or the run starts afresh), when it is removed with its log lines."""
         path = self.out_dir / BEST / "best.json"
-        if start_step > 0 and path.is_file() and json.loads(path.read_text())["step"] <= start_step:
-            return json.loads(path.read_text())["ppo/eval/reward"]
+        kept = json.loads(path.read_text()) if start_step > 0 and path.is_file() else None
+        if kept is not None and kept["step"] <= start_step:
+            return kept["ppo/eval/reward"]
         if processes.is_main_process():
             shutil.rmtree(self.out_dir / BEST, ignore_errors=True)
             if start_step == 0:
@@ -53,11 +53,10 @@ class Validation:
         ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
                                    temperature=0.0, batch_size=len(self.prompts))
         scored = self.rewards.score(ads, self.prompts, running_normalization=False, **self.columns)
-        metrics = {f"ppo/eval/{k.split('/', 1)[1]}": v for k, v in scored.metrics().items()
-                   if not k.endswith("_weighted") and k != "reward/total"}
+        metrics = {f"ppo/eval/{name}": mean for name, mean in scored.raw_means().items()}
         metrics["ppo/eval/reward"] = sum(scored.total) / len(ads)
-        if all(r.get("brief") is not None for r in self.rows):
-            metrics["ppo/eval/gold"] = sum(gold_utility(r["brief"], ad) for r, ad in zip(self.rows, ads)) / len(ads)
+        if (gold := mean_gold(self.rows, ads)) is not None:
+            metrics["ppo/eval/gold"] = gold
         return metrics
 
     def keep_if_best(self, step: int, metrics: dict[str, float], save_policy) -> bool:

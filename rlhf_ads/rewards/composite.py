@@ -79,14 +79,16 @@ class RewardResult:
     raw: dict[str, list[float | None]]
     weighted: dict[str, list[float]]
 
+    def raw_means(self) -> dict[str, float]:
+        """name -> the component's mean raw value over the samples it applies to (components that apply to
+        none are left out)."""
+        applicable = {name: [v for v in values if v is not None] for name, values in self.raw.items()}
+        return {name: sum(values) / len(values) for name, values in applicable.items() if values}
+
     def metrics(self) -> dict[str, float]:
         """Namespaced means: reward/<name> (raw, over applicable samples), reward/<name>_weighted, reward/total."""
-        out = {}
-        for name, values in self.raw.items():
-            applicable = [v for v in values if v is not None]
-            if applicable:
-                out[f"reward/{name}"] = sum(applicable) / len(applicable)
-            out[f"reward/{name}_weighted"] = sum(self.weighted[name]) / max(1, len(self.weighted[name]))
+        out = {f"reward/{name}": mean for name, mean in self.raw_means().items()}
+        out.update({f"reward/{name}_weighted": sum(v) / max(1, len(v)) for name, v in self.weighted.items()})
         out["reward/total"] = sum(self.total) / max(1, len(self.total))
         return out
 

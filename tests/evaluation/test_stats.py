@@ -3,8 +3,9 @@ by hand (the resampling distribution of a mean of 0/1 or +-1 values is binomial)
 
 import pytest
 
+from rlhf_ads.evaluation.metrics import win_shares
 from rlhf_ads.evaluation.stats import (bootstrap_mean, compare, describe_difference, format_cell, paired_difference,
-                                       standard_deviation, table_rows, win_shares)
+                                       standard_deviation, table_rows)
 
 
 def test_interval_of_a_constant_is_the_constant():
