@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 # DeepSpeed (the ZeRO tests) installs as pure Python: its C++/CUDA ops build on first use, not at install.
 export DS_BUILD_OPS ?= 0
 
-.PHONY: install quickstart test clean bench bench-trainers bench-precision
+.PHONY: install quickstart test clean bench bench-trainers bench-precision gpu-check gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,17 @@ bench-trainers: install
 # process; writes the "precision" section of benchmarks/RESULTS.md (whether bf16 pays depends on the CPU).
 bench-precision: install
 	nice -n 10 $(BIN)/python benchmarks/mixed_precision.py
+
+# `make gpu-check` (on a GPU machine): our SFT, reward and PPO stages on a random-init 7B-shaped Llama in 4-bit and
+# in bf16, with peak GPU memory and seconds per phase, in one shot (~8 min); writes benchmarks/gpu_check/.
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py --out benchmarks/gpu_check $(GPU_CHECK_ARGS)
+
+# `make gpu-wheels`: the manylinux wheels (Python 3.12) a GPU machine without our dependencies needs for the GPU
+# check, into .whl/ (benchmarks/README.md: "GPU check").
+GPU_WHEELS := bitsandbytes==0.50.2 trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)

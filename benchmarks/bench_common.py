@@ -29,10 +29,12 @@ class PhaseTimer:
     `wrap(owner, attr, name)` replaces `owner.attr` with a timed copy; `name` is a string or a function
     of the call's (args, kwargs) returning the phase name (or None to leave the call untimed).
     `observe(result, args, kwargs)` optionally records shapes of a call into the current step.
-    Phases must not nest: wrap only functions that do not call each other.
+    Phases must not nest: wrap only functions that do not call each other. `synchronize` (e.g.
+    torch.cuda.synchronize) is called around each timed call, so that asynchronous GPU work lands in its phase.
     """
 
-    def __init__(self):
+    def __init__(self, synchronize: Callable[[], None] | None = None):
+        self.synchronize = synchronize or (lambda: None)
         self.current: dict[str, float] = defaultdict(float)
         self.shapes: dict[str, Any] = {}
         self.peak_after: dict[str, int] = {}  # peak RSS right after each phase: which phase raised it
@@ -48,9 +50,12 @@ class PhaseTimer:
         @functools.wraps(original)
         def timed(*args, **kwargs):
             phase = name(args, kwargs) if callable(name) else name
+            if phase is not None:
+                self.synchronize()
             start = time.perf_counter()
             result = original(*args, **kwargs)
             if phase is not None:
+                self.synchronize()
                 self.current[phase] += time.perf_counter() - start
                 self.peak_after[phase] = max(self.peak_after.get(phase, 0), peak_rss_bytes())
             if observe is not None:

@@ -75,14 +75,13 @@ def build_spec(args) -> dict:
     """The work both frameworks do: base folder, pad token, and the prompt ids of every step (our trainer's
     batches, rendered and tokenized the way it does)."""
     from rlhf_ads.config import PPOStageConfig
-    from rlhf_ads.data import brief_from_row, load_rows, render_row_prompt
+    from rlhf_ads.data import load_prompts, render_row_prompt
     from rlhf_ads.modeling import load_tokenizer, resolve_base
     from rlhf_ads.ppo.trainer import batch_indices
 
     folder = resolve_base(args.base)
     tokenizer = load_tokenizer(folder)
-    rows = load_rows(args.prompts, ("briefs", "prompts"))
-    rows = [dict(r, brief=brief_from_row(r)) if "platform" in r and "brief" not in r else r for r in rows]
+    rows = load_prompts(args.prompts)  # as the PPO stage reads them (rlhf_ads.ppo.prompts.load_prompt_rows)
     max_prompt = PPOStageConfig().max_prompt_tokens
     step_prompts = []
     for step in range(args.steps):

@@ -60,9 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- children ---------------------------------------------------------------------------------------------
 
 class StepMeter:
-    """Wall time of each optimizer step (TrainerCallback events) and the tokens its batches held."""
+    """Wall time of each optimizer step (TrainerCallback events) and the tokens its batches held; `synchronize`
+    (e.g. torch.cuda.synchronize) runs at each step's end, so that asynchronous GPU work counts in its step."""
 
-    def __init__(self):
+    def __init__(self, synchronize=None):
+        self.synchronize = synchronize or (lambda: None)
         self.seconds: list[float] = []
         self.tokens: list[int] = []
         self._start = 0.0
@@ -78,6 +80,7 @@ class StepMeter:
                 meter._start, meter._tokens = time.perf_counter(), 0
 
             def on_step_end(self, args, state, control, **kwargs):
+                meter.synchronize()
                 meter.seconds.append(time.perf_counter() - meter._start)
                 meter.tokens.append(meter._tokens)
 

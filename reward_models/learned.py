@@ -5,7 +5,7 @@
       - {function: click_through, kwargs: {path: runs/quickstart/ctr}, weight: 0.5}
 
 Each reads exactly what the reward stage trained it on: the brief as one compact line
-(`brief_context`, built from the brief columns when they are present, else the prompt)
+(`brief_context`, built from a sample's brief columns when it has a product, else its prompt)
 and the ad, with its width as a share of the brief's limit when the scorer was trained
 on that (reward.limit_fit: `SCORER_INPUT` in its metadata). Loaded once; dropout off.
 """
@@ -17,7 +17,6 @@ import torch
 from rlhf_ads.rewards import (SCORER_INPUT, Brief, brief_context, brief_from_row, load_sequence_scorer, rater_mean_scores,
                               score_sequences)
 
-BRIEF_COLUMNS = ("platform", "field", "brand", "product")
 
 
 class LearnedReward:
@@ -41,12 +40,11 @@ class LearnedReward:
         self.reads_fit = self.meta.get("input") == SCORER_INPUT  # older scorers read the ad without its fit
 
     @staticmethod
-    def briefs(prompts: list[str], columns: dict) -> list[Brief] | None:
-        """Each prompt's Brief from the brief columns, or None when they are not all present."""
-        if not all(isinstance(columns.get(c), list) for c in BRIEF_COLUMNS):
-            return None
-        rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list)} for i in range(len(prompts))]
-        return [brief_from_row(dict(row, id=str(row.get("id", "")))) for row in rows]
+    def briefs(prompts: list[str], columns: dict) -> list[Brief | None]:
+        """Each sample's Brief from the brief columns, or None for a sample without a product (a plain prompt)."""
+        rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) == len(prompts)}
+                for i in range(len(prompts))]
+        return [brief_from_row(row) if row.get("product") else None for row in rows]
 
     def logits(self, completions: list[str], prompts: list[str], columns: dict) -> list[float]:
         """Raw head outputs, one per completion (the mean over self.raters)."""
@@ -54,7 +52,7 @@ class LearnedReward:
             return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size,
                                    max_length=self.max_length)
         briefs = self.briefs(prompts, columns)
-        contexts = list(prompts) if briefs is None else [brief_context(b) for b in briefs]
+        contexts = [prompt if brief is None else brief_context(brief) for prompt, brief in zip(prompts, briefs)]
         return rater_mean_scores(score, contexts, completions, self.raters, briefs if self.reads_fit else None)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:

@@ -1,9 +1,9 @@
 """Platform length rewards: the hard limit and a soft fit, from the specs in rlhf_ads/platforms.yaml.
 
-Limits (sources in platforms.yaml): Google RSA headline 30, description 90 (?), path 15;
-Microsoft Advertising headline 30 (?), description 90 (?); Meta primary text 125 and
-headline 40 visible before truncation (?). Chinese, Japanese and Korean characters count
-twice on Google and Microsoft. (?) marks third-party figures.
+Limits (each with its source in rlhf_ads/platforms.yaml, which says where a figure is a third party's or
+was not confirmed from a cited page): Google RSA headline 30, description 90, path 15; Microsoft
+Advertising headline 30, description 90; Meta primary text 125 and headline 40 visible before
+truncation. Chinese, Japanese and Korean characters count twice on Google and Microsoft.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ def _keys_epilog(section_cls, prefix: str) -> str:
         rows += [row for row in field_help(config.Recipe, "", recipe) if row[0].split(".")[0] not in SECTIONS]
     lines = [f"  {key} (default {default!r}): {help_}" for key, help_, default in rows]
     return ("recipe keys you can override with key=value (defaults without a recipe; `rlhf-ads config RECIPE` "
-            "prints a recipe's values):\n" + "\n".join(lines))
+            "prints a recipe's values):\n" + "\n".join(lines) + "\n  base_recipe (in a recipe file only): a parent "
+            "recipe, relative to the file's folder; the file sets only what differs from it")
 
 
 def _recipe_parser(sub, name: str, help_: str, section_cls, prefix: str):
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf-ads", description="Train language models to write ad creatives with RLHF.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True)
-    _recipe_parser(sub, "generate", "write ad copy for briefs with a model", config.GenerateConfig, "generate.")
+    _recipe_parser(sub, "generate", "write ad copy for briefs or plain prompts with a model", config.GenerateConfig, "generate.")
     for stage, help_, cls in (("sft", "stage 1: supervised fine-tuning on briefs -> ad copy", config.SFTStageConfig),
                               ("reward", "stage 2: train a pairwise reward model or a click-through model",
                                config.RewardStageConfig),

@@ -69,7 +69,8 @@ class DataSource:
 class GenerateConfig:
     """Stage `generate`: write ad copy for briefs with a model."""
 
-    briefs: DataSource = option(help="Briefs to write for ('bundled:heldout' is short for the bundled held-out briefs).",
+    briefs: DataSource = option(help="Briefs or plain prompts to write for (the 'prompts' kind of `rlhf-ads data check`; "
+                                     "'bundled:heldout' is short for the bundled held-out briefs).",
                                 factory=lambda: DataSource("bundled:heldout"))
     adapter: str | None = option(None, help="Optional PEFT adapter folder to apply on the base (e.g. a stage's output).")
     num_briefs: int = option(6, help="How many briefs to write for (the first N).")
@@ -162,7 +163,7 @@ class SFTStageConfig:
 
     train: DataSource = option(help="Training rows (sft kind).", factory=lambda: DataSource("bundled:sft:train"))
     eval: DataSource = option(help="Held-out rows for loss and perplexity.", factory=lambda: DataSource("bundled:sft:heldout"))
-    sample_briefs: DataSource = option(help="Held-out briefs to generate samples for (base vs SFT).",
+    sample_briefs: DataSource = option(help="Held-out briefs (or plain prompts) to write sample ads for (base vs SFT).",
                                        factory=lambda: DataSource("bundled:heldout"))
     num_samples: int = option(24, help="Held-out briefs to write ads for after training (0: skip).")
     max_new_tokens: int = option(48, help="Token budget of each sample ad.")
@@ -243,7 +244,8 @@ def _kl_estimators() -> dict:
 class PPOStageConfig:
     """Stage `ppo`: our PPO on one shared base with LoRA adapters for policy and value."""
 
-    prompts: DataSource = option(help="Prompts (briefs or rows with a prompt).", factory=lambda: DataSource("bundled:briefs:train"))
+    prompts: DataSource = option(help="Prompts: briefs or rows with a prompt ('prompts' kind of `rlhf-ads data check`).",
+                                 factory=lambda: DataSource("bundled:briefs:train"))
     sft: str | None = option(None, help="SFT stage output folder to start the policy (and reference) from; "
                                         "default <output_dir>/<run_name>/sft when it exists.")
     value_from_reward: bool = option(True, help="Initialise the value head from the reward model's score head when shapes allow.")
@@ -262,6 +264,10 @@ class PPOStageConfig:
         "base + policy adapter before each rollout (faster decoding; costs one copy of the adapted weights in the "
         "compute dtype, on a 4-bit base the dequantized model); 'adapters': through the PEFT adapters; "
         "'auto': merged, except on 4-bit bases (whose point is memory) and under DeepSpeed ZeRO-3."))
+    kv_cache: Literal["dynamic", "static"] = option("dynamic", help=(
+        "The rollouts' KV cache. 'dynamic': transformers' default, grown token by token; 'static': preallocated "
+        "for prompt + max_new_tokens, which lets transformers compile the decoding step on GPUs (a one-off "
+        "compile per shape; no gain on CPUs). `make gpu-check` measures both."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help=(
@@ -322,7 +328,8 @@ class EvaluateConfig:
 
     models: list[str] = option(help="Checkpoints: base, sft, ppo, or adapter folders.",
                                factory=lambda: ["base", "sft", "ppo"])
-    briefs: DataSource = option(help="Held-out briefs.", factory=lambda: DataSource("bundled:heldout"))
+    briefs: DataSource = option(help="Held-out briefs or plain prompts (the 'prompts' kind of `rlhf-ads data check`).",
+                                factory=lambda: DataSource("bundled:heldout"))
     num_briefs: int | Literal["all"] = option(64, help="How many briefs (the first N), or 'all'.")
     samples_per_brief: int = option(0, help=(
         "Besides the greedy ad, sample this many ads per brief at the policy's temperature and top_p "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -37,34 +38,88 @@ def help_text(f: dataclasses.Field) -> str:
     return text() if callable(text) else text
 
 
+BASE_KEY = "base_recipe"  # a recipe's parent: its keys first, the child's on top (see `read_recipe_file`)
+
+
 def load_recipe(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
-    """Build `cls` from a YAML recipe file plus `key.sub=value` overrides."""
+    """Build `cls` from a YAML recipe file (and the parents it names with `base_recipe:`) plus `key.sub=value`
+    overrides."""
     raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe file '{path}' not found; pass the path of a YAML recipe (see recipes/)")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
-        raw = loaded or {}
     origins: dict[str, str] = {}
+    if path is not None:
+        raw = read_recipe_file(Path(path), cls, origins)
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value, item, cls)
         origins[key] = f"override '{item}'"
 
     def origin(key: str) -> str:
-        return origins.get(key, source)
+        while key not in origins and _parent_key(key) != key:  # inside a section or list a file wrote whole
+            key = _parent_key(key)
+        return origins.get(key, str(path) if path is not None else "defaults")
 
     return _build(cls, raw, "", origin)
+
+
+def _parent_key(key: str) -> str:
+    """'a.b[2]' -> 'a.b' -> 'a'; a top-level key is its own parent."""
+    return re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+
+
+def read_recipe_file(path: Path, cls: type, origins: dict[str, str], children: tuple[Path, ...] = ()) -> dict:
+    """The raw mapping of one recipe file with its `base_recipe:` chain merged in: the parent's keys first, the
+    child's on top (mappings merge key by key; values and lists replace). A parent's path is relative to the
+    child's folder. `origins` receives, for every dotted key, the file that set it last (for error messages)."""
+    if not path.is_file():
+        named_by = f" (the base_recipe of {children[-1]})" if children else ""
+        raise ConfigError(f"recipe file '{path}'{named_by} not found; pass the path of a YAML recipe (see recipes/)")
+    if path.resolve() in children:
+        chain = " -> ".join(str(p) for p in (*children, path.resolve()))
+        raise ConfigError(f"{path}: base_recipe chain loops: {chain}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+    own = loaded or {}
+    parent = own.pop(BASE_KEY, None)
+    raw: dict[str, Any] = {}
+    if parent is not None:
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError(f"{path}: '{BASE_KEY}' must be the path of a parent recipe, got {_describe(parent)}")
+        raw = read_recipe_file(path.parent / parent, cls, origins, (*children, path.resolve()))
+    _merge(raw, own, cls, "", str(path), origins)
+    return raw
+
+
+def _merge(into: dict[str, Any], own: dict[str, Any], cls: type | None, prefix: str, source: str,
+           origins: dict[str, str]) -> None:
+    """Merge a child recipe's mapping `own` into its parent's `into`, recording `source` as each key's origin. A
+    parent's section in short form (a data source given as its path) expands when the child writes a mapping."""
+    for key, value in own.items():
+        dotted = prefix + str(key)
+        origins[dotted] = source
+        child_cls = _field_type(cls, str(key))
+        current = into.get(key)
+        shorthand = getattr(child_cls, "SHORTHAND", None)
+        if isinstance(value, dict) and isinstance(current, str) and shorthand:
+            current = into[key] = {shorthand: current}
+        if isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, value, child_cls, dotted + ".", source, origins)
+        else:
+            into[key] = value
+            _record(value, dotted + ".", source, origins)
+
+
+def _record(value: Any, prefix: str, source: str, origins: dict[str, str]) -> None:
+    """Every dotted key inside a value a file set whole comes from that file."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            origins[prefix + str(key)] = source
+            _record(inner, f"{prefix}{key}.", source, origins)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -9,12 +9,17 @@ from rlhf_ads import config, pipeline
 from rlhf_ads.errors import RlhfAdsError
 
 
-def launch(stage: str) -> None:
+def parse_args(stage: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """`--config RECIPE [key=value ...] [--resume]`, as `accelerate launch scripts/<stage>.py ...` passes them."""
     parser = argparse.ArgumentParser(description=f"rlhf-ads stage '{stage}' (works under accelerate launch)")
     parser.add_argument("--config", help="recipe YAML")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def launch(stage: str) -> None:
+    args = parse_args(stage)
     try:
         recipe = config.load(args.config, args.overrides)
         if stage == "pipeline":

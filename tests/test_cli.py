@@ -67,6 +67,33 @@ def test_generate_on_a_tiny_model_writes_samples(tmp_path, tiny_model_dir):
     assert "generate: 100%" in result.stderr and "3/3" in result.stderr  # progress while it writes
 
 
+def test_generate_writes_for_plain_prompts_and_briefs_that_data_check_accepts(tmp_path, tiny_model_dir, monkeypatch,
+                                                                              capsys):
+    """A file of {id, prompt} rows and a brief without brand or platform: `data check` passes it and `generate`
+    writes for every row; rows without platform and field get no limit check, and it says so (issue #27, item 3)."""
+    from rlhf_ads import cli
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"id": "p1", "prompt": "Write a headline for a trail running shoe."},
+            {"id": "p2", "prompt": "Write a description for a budgeting app."},
+            {"id": "b1", "product": "trail running shoe", "platform": "google_rsa", "field": "headline"},
+            {"id": "b2", "product": "budgeting app", "audience": "students"}]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["data", "check", "mine.jsonl"]) == 0
+    assert "4 rows checked as prompts: 4 ok, 0 with problems" in capsys.readouterr().out
+    assert cli.main(["generate", f"model.base={tiny_model_dir}", "model.dtype=fp32", "generate.briefs=mine.jsonl",
+                     "generate.num_briefs=4", "generate.batch_size=4", "generate.max_new_tokens=3",
+                     "output_dir=out"]) == 0
+    written = (tmp_path / "out/quickstart/generate/samples.jsonl").read_text().splitlines()
+    samples = [json.loads(line) for line in written]
+    assert [s["brief_id"] for s in samples] == ["p1", "p2", "b1", "b2"]
+    assert [s["max_chars"] for s in samples] == [None, None, 30, None]
+    assert [s["within_limit"] is None for s in samples] == [True, True, False, True]
+    metrics = json.loads((tmp_path / "out/quickstart/generate/metrics.json").read_text())["metrics"]
+    assert metrics["generate/num_ads"] == 4 and metrics["generate/within_limit_rate"] in (0.0, 1.0)
+    assert "limits not checked for 3: no platform and field" in capsys.readouterr().out
+
+
 @pytest.mark.integration
 def test_quickstart_cli_on_the_bundled_model(tmp_path, model_cache):
     result = run_cli("generate", REPO / "recipes/quickstart.yaml", "generate.num_briefs=2", "generate.max_new_tokens=12",

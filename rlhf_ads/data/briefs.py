@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from rlhf_ads.platforms import field_spec, platforms, width_for
 
@@ -12,52 +13,56 @@ SYSTEM_PROMPT = ("You write ad copy: specific, truthful, within the character li
                  "with a call to action; no capitals for emphasis, no '!!', no unverifiable claims.")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Brief:
-    """One creative brief. `platform`/`field` name a spec in platforms.yaml (e.g. google_rsa/headline)."""
+    """One creative brief: only the product is required (what rlhf_ads.data.validation checks). `platform`/`field`
+    name a spec in platforms.yaml (e.g. google_rsa/headline) and go together; without them no limit applies.
+    An absent field is "" (keywords: [])."""
 
-    id: str
+    id: str = ""
     product: str
-    brand: str
-    platform: str
-    field: str
+    brand: str = ""
+    platform: str = ""
+    field: str = ""
     category: str = ""
     audience: str = ""
     tone: str = ""
     landing_page: str = ""
-    keywords: list[str] = field(default_factory=list)
+    keywords: list[str] = dataclasses.field(default_factory=list)
     vertical: str = ""
 
     @property
-    def max_chars(self) -> int:
-        return field_spec(self.platform, self.field).max_chars
+    def max_chars(self) -> int | None:
+        """The platform field's character limit; None for a brief without platform and field."""
+        return field_spec(self.platform, self.field).max_chars if self.platform and self.field else None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def brief_from_row(row: dict) -> Brief:
-    """A Brief from a mapping that has (at least) the brief columns; extra columns are ignored."""
-    known = set(Brief.__dataclass_fields__)
-    return Brief(**{k: v for k, v in row.items() if k in known})
+    """A Brief from a mapping that has (at least) a product; extra columns are ignored, absent or None fields
+    are empty."""
+    known = Brief.__dataclass_fields__
+    values = {k: v for k, v in row.items() if k in known and v is not None}
+    values["id"] = str(values.get("id", ""))
+    return Brief(**values)
 
 
 def brief_request(brief: Brief) -> str:
-    """The user turn of the prompt: the brief, with the platform's limit stated."""
-    spec = platforms()[brief.platform]
-    limit = brief.max_chars
-    width_note = " Chinese, Japanese and Korean characters count as two." if spec.double_width_counts_twice else ""
-    lines = [
-        f"Write one {spec.display_name} {brief.field.replace('_', ' ')} for {brief.brand}.",
-        f"Product: {brief.product}",
-        f"Category: {brief.category}",
-        f"Audience: {brief.audience}",
-        f"Tone: {brief.tone}",
-        f"Keywords: {', '.join(brief.keywords) if brief.keywords else 'none'}",
-        f"Landing page: {brief.landing_page}",
-        f"Limit: at most {limit} characters.{width_note}",
-        "Reply with the ad text only.",
-    ]
+    """The user turn of the prompt: the brief's given fields, with the platform's limit stated when it has one."""
+    spec = platforms()[brief.platform] if brief.max_chars is not None else None
+    what = f"{spec.display_name} {brief.field.replace('_', ' ')}" if spec else "ad"
+    lines = [f"Write one {what}{f' for {brief.brand}' if brief.brand else ''}.", f"Product: {brief.product}"]
+    lines += [f"{label}: {value}" for label, value in (("Category", brief.category), ("Audience", brief.audience),
+                                                       ("Tone", brief.tone)) if value]
+    lines.append(f"Keywords: {', '.join(brief.keywords) if brief.keywords else 'none'}")
+    if brief.landing_page:
+        lines.append(f"Landing page: {brief.landing_page}")
+    if spec is not None:
+        width_note = " Chinese, Japanese and Korean characters count as two." if spec.double_width_counts_twice else ""
+        lines.append(f"Limit: at most {brief.max_chars} characters.{width_note}")
+    lines.append("Reply with the ad text only.")
     return "\n".join(lines)
 
 
@@ -77,9 +82,9 @@ def render_prompt(brief: Brief, tokenizer) -> str:
 def brief_context(brief: Brief) -> str:
     """The brief in one compact line, as scorers (reward and click-through models) read it."""
     keywords = ", ".join(brief.keywords) if brief.keywords else "none"
-    return (f"{brief.platform} {brief.field} (max {brief.max_chars} chars) | brand: {brief.brand} | "
-            f"product: {brief.product} | keywords: {keywords} | tone: {brief.tone or 'any'} | "
-            f"page: {brief.landing_page}")
+    target = f"{brief.platform} {brief.field} (max {brief.max_chars} chars)" if brief.max_chars else "ad (no limit)"
+    return (f"{target} | brand: {brief.brand or 'none'} | product: {brief.product} | keywords: {keywords} | "
+            f"tone: {brief.tone or 'any'} | page: {brief.landing_page}")
 
 
 SCORER_INPUT = "brief_context+fit"  # a scorer reading scorer_text with its brief; "brief_context": without it
@@ -92,7 +97,7 @@ def scorer_text(context: str, completion: str, brief: Brief | None = None) -> st
     over), and its words in capitals, which an uncased encoder cannot see."""
     ad = completion.strip()
     shouted = sum(1 for word in re.findall(r"\b[A-Za-z]{4,}\b", ad) if word.isupper())
-    if brief is None:
+    if brief is None or brief.max_chars is None:
         size = f"{len(ad)} chars,"
     else:
         width, limit = width_for(ad, brief.platform), brief.max_chars
@@ -153,3 +158,35 @@ def row_completion(row: dict) -> str:
     if row.get("completion") is not None:
         return message_text(row["completion"])
     return row["messages"][-1]["content"]
+
+
+def row_target(row: dict) -> tuple[str | None, str | None, int | None]:
+    """(platform, field, character limit) an ad for a row is written for: its brief's, else the row's own platform
+    and field columns; Nones when the row names none, and then no limit is checked."""
+    source = row["brief"].to_dict() if row.get("brief") is not None else row
+    platform, field = source.get("platform") or None, source.get("field") or None
+    return platform, field, (field_spec(platform, field).max_chars if platform and field else None)
+
+
+def row_id(row: dict) -> str | None:
+    """A row's id: its brief's, its own `id`, else its `brief_id`."""
+    if row.get("brief") is not None and row["brief"].id:
+        return row["brief"].id
+    value = row.get("id", row.get("brief_id"))
+    return None if value is None else str(value)
+
+
+COLUMN_SKIP = {"_line", "brief", "prompt", "split"}
+
+
+def reward_columns(rows: list[dict]) -> dict[str, list]:
+    """Dataset columns for reward functions, one value per row: the brief's fields for brief rows, else the row's
+    own columns. A field a row does not have (or leaves empty) is None: "not applicable"."""
+    flat = [dict(row["brief"].to_dict(), **{k: v for k, v in row.items() if k not in COLUMN_SKIP})
+            if row.get("brief") is not None else {k: v for k, v in row.items() if k not in COLUMN_SKIP} for row in rows]
+    names = sorted({k for f in flat for k in f})
+    return {name: [None if _empty(f.get(name)) else f.get(name) for f in flat] for name in names}
+
+
+def _empty(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value)

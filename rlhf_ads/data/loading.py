@@ -43,8 +43,21 @@ def load_rows(source: Any, kind: str | tuple[str, ...], *, split: str | None = N
 
 
 def load_briefs(source: Any, **options) -> list[Brief]:
-    """Validated briefs ('bundled:heldout' is short for 'bundled:briefs:heldout')."""
+    """Validated briefs with ids, as brief_id columns point into ('bundled:heldout' is short for
+    'bundled:briefs:heldout')."""
     return [brief_from_row(row) for row in load_rows(source, "briefs", **options)]
+
+
+def load_prompts(source: Any, **options) -> list[dict]:
+    """What generate, PPO and evaluate write for, validated as the 'prompts' kind (the rule `rlhf-ads data check`
+    applies): plain prompts, conversations, brief_id references and briefs. A row that is a brief (a product and no
+    prompt) or points at one carries its `Brief` under "brief"; the prompt is then rendered from it."""
+    rows = load_rows(source, "prompts", **options)
+    return [dict(r, brief=brief_from_row(r)) if r.get("brief") is None and _is_brief(r) else r for r in rows]
+
+
+def _is_brief(row: dict) -> bool:
+    return bool(row.get("product")) and not row.get("prompt") and not row.get("messages")
 
 
 def data_options(source, report_dir: Path | None = None) -> dict[str, Any]:

@@ -1,11 +1,18 @@
 """Row validation for each data kind: every problem names its place (file and line, or row), field and reason.
 
 Kinds and the column sets they accept (any one set must be complete):
-- briefs:      id, product, brand, platform, field
+- briefs:      id + product (a table that brief_id columns point into)
 - sft:         prompt + completion | messages | brief_id + completion
 - preferences: prompt + chosen + rejected | brief_id + chosen + rejected
-- prompts:     prompt | brief_id | messages (PPO prompts)
+- prompts:     prompt | messages | brief_id | product (what generate, PPO and evaluate write for: plain prompts,
+               conversations, references to briefs, or briefs themselves)
 - clicks:      prompt + ad + impressions + clicks | brief_id + ad + impressions + clicks
+
+A brief needs only its product. Its other fields (brand, category, audience, tone, landing_page, vertical,
+keywords) are optional, and so are platform and field, which go together: a platform needs the field whose
+limit applies and a field needs its platform. Any row that names a platform (a brief or a plain prompt with
+platform/field columns for the length rewards) is checked against platforms.yaml. Every kind is checked by
+`row_problems`, so `rlhf-ads data check` and the stages accept the same rows.
 """
 
 from __future__ import annotations
@@ -27,19 +34,21 @@ class Kind:
     """What one kind of data file must hold."""
 
     alternatives: tuple[tuple[str, ...], ...]
-    text_fields: tuple[str, ...]
+    text_fields: tuple[str, ...]  # checked when present: non-empty text
     count_fields: tuple[str, ...] = ()
+    optional_text: tuple[str, ...] = ()  # may be absent or empty; checked as text when they hold some
 
+
+BRIEF_OPTIONAL = ("brand", "platform", "field", "category", "audience", "tone", "landing_page", "vertical")
 
 KINDS = {
-    "briefs": Kind(alternatives=(("id", "product", "brand", "platform", "field"),),
-                   text_fields=("id", "product", "brand", "platform", "field", "category", "audience", "tone",
-                                "landing_page")),
+    "briefs": Kind(alternatives=(("id", "product"),), text_fields=("id", "product"), optional_text=BRIEF_OPTIONAL),
     "sft": Kind(alternatives=(("prompt", "completion"), ("messages",), ("brief_id", "completion")),
                 text_fields=("prompt", "completion")),
     "preferences": Kind(alternatives=(("prompt", "chosen", "rejected"), ("brief_id", "chosen", "rejected")),
                         text_fields=("prompt", "chosen", "rejected")),
-    "prompts": Kind(alternatives=(("prompt",), ("brief_id",), ("messages",)), text_fields=("prompt",)),
+    "prompts": Kind(alternatives=(("prompt",), ("messages",), ("brief_id",), ("product",)), text_fields=("prompt",),
+                    optional_text=("product", *BRIEF_OPTIONAL)),
     "clicks": Kind(alternatives=(("prompt", "ad", "impressions", "clicks"), ("brief_id", "ad", "impressions", "clicks")),
                    text_fields=("prompt", "ad"), count_fields=("impressions", "clicks")),
 }
@@ -57,14 +66,28 @@ class Problem:
         return f"{self.where}: field '{self.field}': {self.reason}"
 
 
+GUESSED = ("sft", "preferences", "prompts", "clicks")  # 'briefs' (a table brief_id points into) only when asked for
+
+
+def _match(row: dict, name: str) -> tuple[float, int]:
+    """(the largest share of one of kind `name`'s column sets that the row has, that set's size). A row with a
+    brief's optional columns (brand, tone, ...) is at least half a brief: one that lacks its product."""
+    kind = KINDS[name]
+    briefish = 0.5 if any(c in row for c in kind.optional_text) else 0.0
+    return max((max(sum(c in row for c in alt) / len(alt), briefish if "product" in alt else 0.0), len(alt))
+               for alt in kind.alternatives)
+
+
 def kind_coverage(row: dict, name: str) -> float:
-    """The largest share of one of kind `name`'s column sets that the row has."""
-    return max(sum(c in row for c in alt) / len(alt) for alt in KINDS[name].alternatives)
+    """The largest share of one of kind `name`'s column sets that the row has (see `_match`)."""
+    return _match(row, name)[0]
 
 
-def guess_kind(row: dict, candidates: tuple[str, ...] = tuple(KINDS)) -> str:
-    """The kind (among `candidates`) whose column sets best match a row's columns."""
-    return max(candidates, key=lambda name: kind_coverage(row, name))
+def guess_kind(row: dict, candidates: tuple[str, ...] = GUESSED) -> str:
+    """The kind (among `candidates`) whose column sets best match a row's columns; between kinds a row fits
+    equally, the one whose matched set is larger (a click log is clicks, not prompts that happen to have a
+    prompt). A brief is guessed as prompts, the kind generate, PPO and evaluate read."""
+    return max(candidates, key=lambda name: _match(row, name))
 
 
 def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> list[Problem]:
@@ -75,7 +98,7 @@ def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> 
     problems += [Problem(where, k, "NaN") for k in nan]
     complete = [alt for alt in kind.alternatives if all(_present(row.get(c)) for c in alt)]
     if not complete:
-        closest = max(kind.alternatives, key=lambda alt: sum(_present(row.get(c)) for c in alt))
+        closest = _closest(kind, row)
         missing = next(c for c in closest if not _present(row.get(c)))
         if missing not in nan:
             problems.append(Problem(where, missing, "missing" if missing not in row or row[missing] is None else "empty"))
@@ -88,6 +111,10 @@ def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> 
             problems += _messages_problems(value, where, name, "assistant" if name != "prompt" else None)
         else:
             problems += _text_problems(value, name, where, max_text_chars)
+    for name in kind.optional_text:
+        value = row.get(name)
+        if name not in reported and name not in nan and _present(value):
+            problems += _text_problems(value, name, where, max_text_chars)
     for name in kind.count_fields:
         if name in row and row[name] is not None and name not in nan:
             problems += _count_problems(row, name, where)
@@ -97,9 +124,16 @@ def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> 
         problems.append(Problem(where, "rejected", "identical to chosen"))
     if kind_name == "clicks" and not problems and int(row["clicks"]) > int(row["impressions"]):
         problems.append(Problem(where, "clicks", f"clicks ({row['clicks']}) > impressions ({row['impressions']})"))
-    if kind_name == "briefs" and not problems:
-        problems += _platform_problems(row, where)
+    if kind.optional_text and not problems:
+        problems += _brief_problems(row, where)
     return problems
+
+
+def _closest(kind: Kind, row: dict) -> tuple[str, ...]:
+    """The column set a row comes nearest to completing; a row with brief columns is a brief missing its product."""
+    briefish = any(_present(row.get(c)) for c in BRIEF_OPTIONAL)
+    return max(kind.alternatives,
+               key=lambda alt: (sum(_present(row.get(c)) for c in alt), briefish and "product" in alt))
 
 
 def _present(value: Any) -> bool:
@@ -152,14 +186,23 @@ def _messages_problems(messages: Any, where: str, name: str, last_role: str | No
     return []
 
 
-def _platform_problems(row: dict, where: str) -> list[Problem]:
+def _brief_problems(row: dict, where: str) -> list[Problem]:
+    """A brief's (or a prompt row's) optional platform, field and keywords: a known platform with one of its
+    fields, both or neither; keywords a list of strings."""
     known = platforms()
-    if row["platform"] not in known:
-        return [Problem(where, "platform", f"unknown platform '{row['platform']}' (known: {', '.join(known)})")]
-    if row["field"] not in known[row["platform"]].fields:
-        return [Problem(where, "field", f"'{row['field']}' is not a {row['platform']} field "
-                                        f"(known: {', '.join(known[row['platform']].fields)})")]
-    if "keywords" in row and not (isinstance(row["keywords"], list) and all(isinstance(k, str) for k in row["keywords"])):
+    platform, field = (row.get(name) if _present(row.get(name)) else None for name in ("platform", "field"))
+    if platform is not None and platform not in known:
+        return [Problem(where, "platform", f"unknown platform '{platform}' (known: {', '.join(known)})")]
+    if platform is not None and field is None:
+        return [Problem(where, "field", f"missing: platform '{platform}' needs the field whose limit applies "
+                                        f"({', '.join(known[platform].fields)})")]
+    if field is not None and platform is None:
+        return [Problem(where, "platform", f"missing: field '{field}' needs its platform ({', '.join(known)})")]
+    if platform is not None and field not in known[platform].fields:
+        return [Problem(where, "field", f"'{field}' is not a {platform} field "
+                                        f"(known: {', '.join(known[platform].fields)})")]
+    keywords = row.get("keywords")
+    if keywords is not None and not (isinstance(keywords, list) and all(isinstance(k, str) for k in keywords)):
         return [Problem(where, "keywords", "must be a list of strings")]
     return []
 

@@ -1,10 +1,11 @@
-"""`rlhf-ads evaluate`: compare checkpoints (base, SFT, PPO, or adapter folders) on held-out briefs.
+"""`rlhf-ads evaluate`: compare checkpoints (base, SFT, PPO, or adapter folders) on held-out briefs (or prompts).
 
 Every model writes one ad per brief with the same decoding; each ad is scored by the recipe's reward
 mix (total and each component), the gold utility (bundled data), the linter's platform and policy
-rules, keyword coverage; each model's ads by distinct-1/2, self-BLEU, length quantiles, the exact KL
-to the reference (the SFT adapter) summed over the generated tokens, and the win rate against SFT judged by
-the reward model. Writes <run>/report/metrics.json, samples.jsonl and report.html.
+rules, keyword coverage (the gold utility and the limits only where a brief gives them); each model's ads
+by distinct-1/2, self-BLEU, length quantiles, the exact KL to the reference (the SFT adapter) summed over
+the generated tokens, and the win rate against SFT judged by the reward model. Writes
+<run>/report/metrics.json, samples.jsonl and report.html.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
-from rlhf_ads.data import data_options, load_briefs, render_prompt
+from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_id, row_target
 from rlhf_ads.data.gold import gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
@@ -129,17 +130,17 @@ def run(recipe: Recipe) -> dict:
     cfg = recipe.evaluate
     out_dir = recipe.stage_dir(OUTPUT_FOLDER)
     folders = model_folders(recipe)
-    briefs = load_briefs(cfg.briefs.path, **data_options(cfg.briefs, out_dir))
+    briefs = load_prompts(cfg.briefs.path, **data_options(cfg.briefs, out_dir))  # rows: briefs or plain prompts
     briefs = briefs if cfg.num_briefs == "all" else briefs[: cfg.num_briefs]
     model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
                                  cache_dir=recipe.model.cache_dir)
     for name, folder in folders.items():
         if folder is not None:
             model = _attach(model, name, folder, recipe.model.base)
-    prompts = [render_prompt(b, tokenizer) for b in briefs]
+    prompts = [render_row_prompt(b, tokenizer) for b in briefs]
     rewards = CompositeReward.from_specs(recipe.rewards) if recipe.rewards else None
     judge = judge_name(recipe)
-    columns = {k: [b.to_dict()[k] for b in briefs] for k in briefs[0].to_dict()}
+    columns = reward_columns(briefs)
     decoding = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0, batch_size=cfg.batch_size)
     sampling = dict(decoding, temperature=recipe.ppo.temperature, top_p=recipe.ppo.top_p)
     metrics: dict[str, float] = {}
@@ -173,14 +174,12 @@ def run(recipe: Recipe) -> dict:
                 metrics[f"eval/{name}/win_rate_vs_sft"] = win_rate([r[key] for r in per_ad[name]],
                                                                    [r[key] for r in per_ad[BASELINE]])
         for prefix, per_brief in _per_brief_scores(per_ad, cfg.samples_per_brief).items():
-            sft_golds = [ad["gold"] for r in per_ad[BASELINE] for ad in ([r] if not prefix else r["sampled"])]
+            sft_golds = [ad.get("gold") for r in per_ad[BASELINE] for ad in ([r] if not prefix else r["sampled"])]
             compared, sentences = compare(per_brief, BASELINE, prefix=prefix, seed=recipe.seed,
-                                          gold_sd=standard_deviation(sft_golds))
+                                          gold_sd=standard_deviation(sft_golds) if None not in sft_golds else None)
             metrics.update({f"eval/{k}": v for k, v in compared.items()})
             summary += [f"{'sampled' if prefix else 'greedy'}: {s}" for s in sentences]
-    samples = [{"brief_id": b.id, "platform": b.platform, "field": b.field, "max_chars": b.max_chars,
-                "product": b.product, "brand": b.brand, **{name: per_ad[name][i] for name in per_ad}}
-               for i, b in enumerate(briefs)]
+    samples = [dict(_sample_head(b), **{name: per_ad[name][i] for name in per_ad}) for i, b in enumerate(briefs)]
     atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "summary": summary,
                                                             "config": to_dict(recipe)}, indent=2))
@@ -231,18 +230,45 @@ def _track(recipe: Recipe, out_dir: Path, metrics: dict[str, float], samples: li
         tracker.finish()
 
 
-def score_ads(briefs, prompts, ads: list[str], rewards, columns, judge: str | None) -> tuple[dict[str, float], list[dict]]:
-    """One model's ads -> (metrics without the eval/<name>/ prefix, one score record per ad)."""
+def _sample_head(row: dict) -> dict:
+    """What samples.jsonl and the report show of a row: its id, target and brief (None where it has none) or, for a
+    plain prompt, the prompt."""
+    platform, field, limit = row_target(row)
+    brief = row.get("brief")
+    head = {"brief_id": row_id(row), "platform": platform, "field": field, "max_chars": limit,
+            "product": None if brief is None else brief.product, "brand": None if brief is None else brief.brand}
+    if brief is None:
+        head["prompt"] = row.get("prompt") if isinstance(row.get("prompt"), str) else render_conversation(row)
+    return head
+
+
+def render_conversation(row: dict) -> str:
+    """A conversational prompt (`prompt` or `messages` as a list of {role, content}) as plain text."""
+    messages = row.get("prompt") if isinstance(row.get("prompt"), list) else (row.get("messages") or [])[:-1]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def score_ads(rows, prompts, ads: list[str], rewards, columns,
+              judge: str | None) -> tuple[dict[str, float], list[dict]]:
+    """One model's ads for rows (briefs or plain prompts) -> (metrics without the eval/<name>/ prefix, one score
+    record per ad). The gold utility needs a brief with a limit; limits are checked where a row gives them."""
     n = len(ads)
-    violations = [lint(ad, context_for(b.platform, b.field)) for b, ad in zip(briefs, ads)]
-    coverage = [keywords_present(ad, keywords) if keywords else None for ad, keywords in zip(ads, columns["keywords"])]
-    records = [{"ad": ad, "gold": gold_utility(b, ad), "chars": len(ad), "compliant": not v,
-                "violations": sorted({x.rule for x in v})} for b, ad, v in zip(briefs, ads, violations)]
+    targets = [row_target(row) for row in rows]
+    violations = [lint(ad, context_for(platform, field)) for (platform, field, _), ad in zip(targets, ads)]
+    keywords_column = columns.get("keywords") or [None] * n
+    coverage = [keywords_present(ad, keywords) if keywords else None for ad, keywords in zip(ads, keywords_column)]
+    records = [{"ad": ad, "chars": len(ad), "compliant": not v, "violations": sorted({x.rule for x in v})}
+               for ad, v in zip(ads, violations)]
+    for record, row, (_, _, limit), ad in zip(records, rows, targets, ads):
+        if row.get("brief") is not None and limit is not None:
+            record["gold"] = gold_utility(row["brief"], ad)
+    limited = [v for (_, _, limit), v in zip(targets, violations) if limit is not None]
     applicable = [c for c in coverage if c is not None]
     chars = [len(a) for a in ads]
-    out = {"gold": sum(r["gold"] for r in records) / n,
+    out = {**({"gold": sum(r["gold"] for r in records) / n} if all("gold" in r for r in records) else {}),
            "compliance": sum(r["compliant"] for r in records) / n,
-           "within_limit": sum(not any(x.rule == "over_limit" for x in v) for v in violations) / n,
+           **({"within_limit": sum(not any(x.rule == "over_limit" for x in v) for v in limited) / len(limited)}
+              if limited else {}),
            "policy_violations": sum(len([x for x in v if x.rule != "over_limit"]) for v in violations) / n,
            "keyword_coverage": sum(applicable) / max(1, len(applicable)),
            "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2), "self_bleu": self_bleu(ads),

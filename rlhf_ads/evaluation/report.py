@@ -102,15 +102,26 @@ def _samples_table(samples: list[dict], names: list[str]) -> str:
     head = "<tr><th class=text>brief</th>" + "".join(f"<th class=text>{html.escape(n)}</th>" for n in names) + "</tr>"
     rows = []
     for s in samples:
-        brief = html.escape(f"{s['brand']}: {s['product']} ({s['platform']} {s['field']}, <= {s['max_chars']} chars)")
+        brief = html.escape(_brief_label(s))
         cells = []
         for name in names:
             r = s[name]
             flags = f" <span class=bad>{', '.join(r['violations'])}</span>" if r["violations"] else ""
+            gold = f", gold {r['gold']:.2f}" if r.get("gold") is not None else ""
             cells.append(f"<td class=text>{html.escape(r['ad']) or '<i>(empty)</i>'}<br><span class=meta>"
-                         f"{r['chars']} chars, gold {r['gold']:.2f}</span>{flags}</td>")
+                         f"{r['chars']} chars{gold}</span>{flags}</td>")
         rows.append(f"<tr><td class=text>{brief}</td>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _brief_label(sample: dict) -> str:
+    """'Brand: product (google_rsa headline, <= 30 chars)' for a brief, the prompt's start for a plain prompt."""
+    if sample.get("product") is None:
+        prompt = sample.get("prompt") or ""
+        return prompt if len(prompt) <= 160 else prompt[:157] + "..."
+    limit = sample.get("max_chars")
+    target = f" ({sample['platform']} {sample['field']}, <= {limit} chars)" if limit else ""
+    return f"{sample['brand'] + ': ' if sample.get('brand') else ''}{sample['product']}{target}"
 
 
 def _figure(ncols: int, width: float = 4.2):

@@ -1,8 +1,8 @@
 """Editorial-policy rules for ad text, as data plus checks: `lint(text, context)` lists every rule an ad
 breaks. `rlhf-ads lint`, evaluation and the shipped `ad_policy` reward all read these.
 
-Each rule cites its source. (?) marks a third-party or legacy source rather than the
-platform's current policy text.
+Each rule cites the policy page that states it; the exclamation rule's page is AdWords' editorial standards,
+older than Google's current policy pages, and the citation says so.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ GOOGLE_CAPS = "support.google.com/adspolicy/answer/14848295"
 GOOGLE_PUNCT = "support.google.com/adspolicy/answer/14847994"
 GOOGLE_STYLE = "support.google.com/adspolicy/answer/14848297"
 GOOGLE_CLAIMS = "support.google.com/adspolicy/answer/15936857"
-GOOGLE_LEGACY = "support.google.com/adwordspolicy/answer/176095 (?)"
+GOOGLE_LEGACY = "support.google.com/adwordspolicy/answer/176095 (AdWords' editorial standards, legacy)"
 MICROSOFT = "about.ads.microsoft.com/en-ca/policies/general-ad-requirements"
 AMAZON = "advertising.amazon.com/resources/ad-policy/brand-profile"
 

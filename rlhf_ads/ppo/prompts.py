@@ -5,28 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlhf_ads.data import brief_from_row, data_options, load_rows
+from rlhf_ads.data import data_options, load_prompts, reward_columns
 from rlhf_ads.data.gold import gold_utility
 
-COLUMN_SKIP = {"_line", "brief", "prompt", "split"}
+__all__ = ["load_prompt_rows", "mean_gold", "reward_columns"]
 
 
 def load_prompt_rows(source, out_dir: Path) -> list[dict]:
-    """Rows of a `DataSource` of briefs or prompts; brief rows carry their `Brief` under "brief"."""
-    rows = load_rows(source.path, ("briefs", "prompts"), **data_options(source, out_dir))
-    return [dict(r, brief=brief_from_row(r)) if "platform" in r and "brief" not in r else r for r in rows]
-
-
-def reward_columns(rows: list[dict]) -> dict[str, list]:
-    """Dataset columns for reward functions: the brief's fields for brief rows, else the row's own columns."""
-    flat = [dict(row["brief"].to_dict(), **{k: v for k, v in row.items() if k not in COLUMN_SKIP})
-            if row.get("brief") is not None else {k: v for k, v in row.items() if k not in COLUMN_SKIP} for row in rows]
-    names = sorted({k for f in flat for k in f})
-    return {name: [f.get(name) for f in flat] for name in names}
+    """Rows of a `DataSource` of prompts or briefs (`load_prompts`); brief rows carry their `Brief` under "brief"."""
+    return load_prompts(source.path, **data_options(source, out_dir))
 
 
 def mean_gold(rows: list[dict], texts: list[str]) -> float | None:
-    """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief."""
-    if not all(row.get("brief") is not None for row in rows):
+    """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief with a
+    platform limit (the gold utility's length fit needs it)."""
+    if not all(row.get("brief") is not None and row["brief"].max_chars is not None for row in rows):
         return None
     return sum(gold_utility(row["brief"], text) for row, text in zip(rows, texts)) / len(rows)

@@ -55,13 +55,14 @@ def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -
 
 @torch.no_grad()
 def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-           top_p: float) -> Rollout:
-    """Sample one response per prompt with the KV cache; cut at the first stop token. The sampler's own
-    log-probs are not kept: the cached decoding rounds differently from the full forward the update runs,
-    so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
+           top_p: float, kv_cache: str = "dynamic") -> Rollout:
+    """Sample one response per prompt with the KV cache ('dynamic' or 'static', ppo.kv_cache); cut at the first
+    stop token. The sampler's own log-probs are not kept: the cached decoding rounds differently from the full
+    forward the update runs, so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
+    cache = {"cache_implementation": "static"} if kv_cache == "static" else {}
     out = model.generate(input_ids=query, attention_mask=query_mask, do_sample=True, temperature=temperature,
                          top_p=top_p, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True)
+                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, **cache)
     stop_ids = [tokenizer.eos_token_id]
     response, mask, contains_eos = truncate_at_stop(out.sequences[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
     texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),

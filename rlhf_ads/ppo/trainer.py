@@ -225,7 +225,8 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     query, query_mask, cut = encode_prompts(actor_critic.tokenizer, prompts, cfg.max_prompt_tokens)
     with optimization.generation():
         rollout = sample(actor_critic.sampler(), actor_critic.tokenizer, query, query_mask,
-                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                         kv_cache=cfg.kv_cache)
     timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)

@@ -15,7 +15,7 @@ import datasets
 from trl import SFTConfig, SFTTrainer
 
 from rlhf_ads.config import Recipe
-from rlhf_ads.data import data_options, load_briefs, load_rows, render_prompt, render_row_prompt, row_completion
+from rlhf_ads.data import data_options, load_prompts, load_rows, render_row_prompt, row_completion, row_id, row_target
 from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
 from rlhf_ads.platforms import width_for
@@ -116,10 +116,11 @@ def run(recipe: Recipe) -> dict:
 
 
 def _compare_samples(recipe: Recipe, model, tokenizer, out_dir) -> dict:
-    """Greedy ads for held-out briefs from the base (adapter disabled) and the SFT model."""
+    """Greedy ads for held-out briefs (or prompts) from the base (adapter disabled) and the SFT model; the
+    within-limit rates count the rows with a platform and field."""
     cfg = recipe.sft
-    briefs = load_briefs(cfg.sample_briefs.path, **data_options(cfg.sample_briefs, out_dir))[: cfg.num_samples]
-    prompts = [render_prompt(b, tokenizer) for b in briefs]
+    samples = load_prompts(cfg.sample_briefs.path, **data_options(cfg.sample_briefs, out_dir))[: cfg.num_samples]
+    prompts = [render_row_prompt(r, tokenizer) for r in samples]
     generate = dict(max_new_tokens=cfg.max_new_tokens, temperature=0.0, batch_size=cfg.training.batch_size)
     tuned = generate_completions(model, tokenizer, prompts, **generate)
     if hasattr(model, "disable_adapter"):
@@ -129,12 +130,16 @@ def _compare_samples(recipe: Recipe, model, tokenizer, out_dir) -> dict:
         base_model, _ = load_base(recipe.model.base, dtype=recipe.model.dtype, cache_dir=recipe.model.cache_dir)
         base = generate_completions(base_model, tokenizer, prompts, **generate)
     rows = []
-    for brief, base_ad, sft_ad in zip(briefs, base, tuned):
-        rows.append({"brief_id": brief.id, "platform": brief.platform, "field": brief.field, "max_chars": brief.max_chars,
-                     "base": base_ad, "base_within_limit": 0 < width_for(base_ad, brief.platform) <= brief.max_chars,
-                     "sft": sft_ad, "sft_within_limit": 0 < width_for(sft_ad, brief.platform) <= brief.max_chars})
+    for sample, base_ad, sft_ad in zip(samples, base, tuned):
+        platform, field, limit = row_target(sample)
+        def within(ad: str) -> bool | None:
+            return None if limit is None else 0 < width_for(ad, platform) <= limit
+        rows.append({"brief_id": row_id(sample), "platform": platform, "field": field, "max_chars": limit,
+                     "base": base_ad, "base_within_limit": within(base_ad),
+                     "sft": sft_ad, "sft_within_limit": within(sft_ad)})
     if is_main_process():
         atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return {"sft/within_limit_rate": sum(r["sft_within_limit"] for r in rows) / len(rows),
-            "base/within_limit_rate": sum(r["base_within_limit"] for r in rows) / len(rows),
-            "sft/samples": len(rows)}
+    limited = [r for r in rows if r["max_chars"] is not None]
+    rates = {f"{name}/within_limit_rate": sum(r[f"{name}_within_limit"] for r in limited) / len(limited)
+             for name in ("sft", "base")} if limited else {}
+    return {**rates, "sft/samples": len(rows)}

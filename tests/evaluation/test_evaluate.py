@@ -116,3 +116,22 @@ def test_response_mask_ends_at_the_first_stop_token():
     new_ids = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [9, 2, 2, 2, 2]])
     batch = GeneratedBatch(new_ids[:, :1], torch.ones(3, 1), new_ids, None, ["", "", ""])
     assert batch.response_mask([2, 3]).int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+
+
+def test_evaluate_takes_plain_prompts_and_briefs_without_a_limit(tmp_path, tiny_model_dir):
+    """Rows with no brief (or a brief without platform and field) get every metric that does not need one; the gold
+    utility and the within-limit rate count only when every row has what they need (issue #27, item 3)."""
+    rows = [{"id": "p1", "prompt": "Write a headline for a trail running shoe."},
+            {"id": "b1", "product": "budgeting app", "keywords": ["budget"]},
+            {"id": "b2", "product": "trail shoe", "platform": "google_rsa", "field": "headline"}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = config.load(None, [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", "model.dtype=fp32",
+                                "evaluate.models=[base]", f"evaluate.briefs={path}", "evaluate.max_new_tokens=3"])
+    recipe.rewards = [config.RewardSpec(function="length_limit"), config.RewardSpec(function="keyword_coverage")]
+    metrics = evaluate.run(recipe)
+    assert "eval/base/gold" not in metrics and "eval/base/compliance" in metrics
+    assert "eval/base/within_limit" in metrics and "eval/base/reward/length_limit" in metrics
+    samples = [json.loads(line) for line in (tmp_path / "quickstart/report/samples.jsonl").read_text().splitlines()]
+    assert [s["max_chars"] for s in samples] == [None, None, 30] and samples[0]["prompt"] == rows[0]["prompt"]
+    assert "Write a headline for a trail running shoe." in (tmp_path / "quickstart/report/report.html").read_text()

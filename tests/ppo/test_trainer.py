@@ -214,6 +214,27 @@ def test_gradient_checkpointing_gives_the_same_run(tmp_path, tiny_model_dir):
     assert checkpointed[1]["ppo/kl"] == pytest.approx(plain[1]["ppo/kl"], rel=1e-3, abs=1e-4)
 
 
+def test_a_static_kv_cache_samples_the_same_rollouts(tmp_path, tiny_model_dir, monkeypatch):
+    """ppo.kv_cache: static preallocates the cache (compiled decoding on GPUs): the same tokens as the default."""
+    from transformers import GenerationMixin
+
+    caches, generate = [], GenerationMixin.generate
+
+    def recording_generate(self, *args, **kwargs):
+        caches.append(kwargs.get("cache_implementation"))
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", recording_generate)
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    trainer.run(recipe(tmp_path / "dynamic", tiny_model_dir, reward, "ppo.steps=2"))
+    trainer.run(recipe(tmp_path / "static", tiny_model_dir, reward, "ppo.steps=2", "ppo.kv_cache=static"))
+    assert caches == [None, None, "static", "static"]
+    dynamic, static = read_metrics(tmp_path / "dynamic"), read_metrics(tmp_path / "static")
+    samples = [(tmp_path / run / "runs/quickstart/ppo/samples.jsonl").read_text() for run in ("dynamic", "static")]
+    assert samples[0] == samples[1]
+    assert [m["ppo/score"] for m in static] == [m["ppo/score"] for m in dynamic]
+
+
 def test_long_prompts_are_cut_from_the_left_and_counted(tmp_path, tiny_model_dir):
     metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
                                  "ppo.max_prompt_tokens=16"))
