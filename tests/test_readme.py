@@ -9,8 +9,9 @@ How a block is checked depends on its fence's language:
 - bash, sh, console: command lines (`#` starts a comment; in a console block `$ ` starts a command and the lines
   after it are what it prints). `rlhf-ads config`, `data` and `lint` run. The stages (`generate`, `sft`, `reward`,
   `ppo`, `pipeline`, `evaluate`) are dry-run: the command line parses, the recipe loads with its overrides and
-  the local data files the stage reads exist (running a stage is the stage tests' job). A console block's printed
-  lines are the error its dry run gives. `make T`: T is a Makefile target. `accelerate launch ...
+  the local data files the stage reads exist (running a stage is the stage tests' job). `rlhf-ads annotate`:
+  `add-designer` runs, the others are dry-run (`check_annotate`; tests/annotate/ runs them). A console block's
+  printed lines are the error its dry run gives. `make T`: T is a Makefile target. `accelerate launch ...
   scripts/S.py --config R [key=value ...]`: the config file and the script exist, and the recipe loads.
 - python: compiles.
 - text: a picture, not checked.
@@ -162,6 +163,9 @@ def check_command(line: str, printed: list[str], block: Block, capsys) -> None:
 
 def check_rlhf_ads(argv: list[str], printed: list[str], block: Block, where: str, capsys) -> None:
     args = cli.parse_args(argv)
+    if args.command == "annotate":
+        check_annotate(args, argv, block, where, capsys)
+        return
     if args.command in RUN and not block.needs:
         code = cli.main(argv)
         captured = capsys.readouterr()
@@ -178,6 +182,25 @@ def check_rlhf_ads(argv: list[str], printed: list[str], block: Block, where: str
     assert not printed, f"{where}: loads, but the README shows it printing {printed}"
     check_hub(recipe, block)
     check_stage_data(recipe, args.command, where)
+
+
+def check_annotate(args, argv: list[str], block: Block, where: str, capsys) -> None:
+    """`annotate add-designer` runs (a database in the work folder); the others are dry-run: `candidates` loads its
+    recipe and finds its local briefs file, `serve` reads its candidates files as the app would, `export` finds the
+    sources it mixes in. Databases, reward models and checkpoints come from earlier commands and are not checked."""
+    from rlhf_ads.annotate.candidates import read_candidates
+
+    local = [source for source in ([args.briefs] if getattr(args, "briefs", None) else []) + getattr(args, "mix", [])
+             if parse_bundled_ref(source) is None]
+    assert all(Path(source).exists() for source in local), f"{where}: reads {local}, not all there"
+    if args.annotate_command == "add-designer" and not block.needs:
+        assert cli.main(argv) == 0, f"{where}: {capsys.readouterr()}"
+    elif args.annotate_command == "candidates":
+        recipe = config.load(*cli._split_recipe(args))
+        check_hub(recipe, block)
+    elif args.annotate_command == "serve":
+        for path in args.candidates:
+            read_candidates(path, briefs=args.briefs)
 
 
 def check_accelerate_launch(tokens: list[str], env: dict[str, str], block: Block, where: str) -> None:

@@ -110,11 +110,11 @@ def row_problems(row: dict, kind_name: str, where: str, max_text_chars: int) -> 
         if isinstance(value, list):  # TRL's conversational form: a list of {role, content}
             problems += _messages_problems(value, where, name, "assistant" if name != "prompt" else None)
         else:
-            problems += _text_problems(value, name, where, max_text_chars)
+            problems += text_problems(value, name, where, max_text_chars)
     for name in kind.optional_text:
         value = row.get(name)
         if name not in reported and name not in nan and _present(value):
-            problems += _text_problems(value, name, where, max_text_chars)
+            problems += text_problems(value, name, where, max_text_chars)
     for name in kind.count_fields:
         if name in row and row[name] is not None and name not in nan:
             problems += _count_problems(row, name, where)
@@ -145,7 +145,8 @@ def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _text_problems(value: Any, name: str, where: str, max_chars: int) -> list[Problem]:
+def text_problems(value: Any, name: str, where: str, max_chars: int) -> list[Problem]:
+    """What is wrong with one text field's value (empty list: nothing)."""
     if not isinstance(value, str):
         return [Problem(where, name, f"expected text, got {type(value).__name__}")]
     if not value.strip():

@@ -60,7 +60,9 @@ def model_folders(recipe: Recipe) -> dict[str, Path | None]:
             for name in recipe.evaluate.models}
 
 
-def _attach(model, name: str, folder: Path, base: str):
+def attach_adapter(model, name: str, folder: Path, base: str):
+    """`model` with the PEFT adapter in `folder` loaded under `name` (wrapping a plain model on the first); an
+    adapter of another base is an RlhfAdsError that says so."""
     try:
         if isinstance(model, PeftModel):
             model.load_adapter(str(folder), adapter_name=name)
@@ -136,7 +138,7 @@ def run(recipe: Recipe) -> dict:
                                  cache_dir=recipe.model.cache_dir)
     for name, folder in folders.items():
         if folder is not None:
-            model = _attach(model, name, folder, recipe.model.base)
+            model = attach_adapter(model, name, folder, recipe.model.base)
     prompts = [render_row_prompt(b, tokenizer) for b in briefs]
     rewards = CompositeReward.from_specs(recipe.rewards) if recipe.rewards else None
     judge = judge_name(recipe)
