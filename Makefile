@@ -60,9 +60,11 @@ bench-precision: install
 
 # `make gpu-check` (on a GPU machine): our SFT, reward and PPO stages on a random-init 7B-shaped Llama in 4-bit and
 # in bf16, with peak GPU memory and seconds per phase, in one shot (~8 min); writes benchmarks/gpu_check/.
+# No install step: a GPU machine may have no network (benchmarks/README.md carries the missing packages as wheels).
 GPU_CHECK_ARGS ?=
-gpu-check: install
-	$(BIN)/python benchmarks/gpu_check.py --out benchmarks/gpu_check $(GPU_CHECK_ARGS)
+GPU_PYTHON ?= python3
+gpu-check:
+	HF_HUB_OFFLINE=1 $(GPU_PYTHON) benchmarks/gpu_check.py --out benchmarks/gpu_check $(GPU_CHECK_ARGS)
 
 # `make gpu-wheels`: the manylinux wheels (Python 3.12) a GPU machine without our dependencies needs for the GPU
 # check, into .whl/ (benchmarks/README.md: "GPU check").

@@ -6,8 +6,10 @@ in 4-bit NF4, with bf16 weights (what 4-bit costs in speed) and with PPO's stati
     python benchmarks/gpu_check.py --out DIR --shape tiny --set ppo.batch_size=2 ...   # the same code on a CPU
 
 Each variant runs the recipe's stages cut to a few optimizer steps (`--steps`, `--ppo-steps`; the first step
-of each is left out of the rates as warm-up) on the model built here: Llama-2-7B's shape (32 layers, hidden
-4096, 32,000-token vocabulary) with a byte-level BPE tokenizer trained on the bundled data. DIR/gpu_check.json
+of each is left out of the rates as warm-up) on the model built here: a Llama with the recipe's base's shape
+(Qwen2.5-7B: 28 layers, hidden 3584, 4 key-value heads, 152k vocabulary; `--shape llama2-7b` for Llama-2-7B's)
+with a byte-level BPE tokenizer trained on the bundled data. Every variant samples rollouts through the adapters
+(`ppo.sampling: adapters`), so that 4-bit against bf16 compares the weights alone. DIR/gpu_check.json
 and DIR/gpu_check.md are rewritten after every stage, so a run cut short keeps what it measured; a stage that
 would start after `--budget-s` is skipped. benchmarks/README.md says how to run it on a GPU machine that lacks
 some of our dependencies.
@@ -42,14 +44,15 @@ VARIANTS = {
     "bf16": (False, "dynamic", ("sft", "reward", "ppo")),
     "nf4-static-cache": (True, "static", ("ppo",)),
 }
-VOCAB = {"7b": 32000, "tiny": 400}
+SHAPES = ("qwen7b", "llama2-7b", "tiny")  # rlhf_ads.random_models.LLAMA_SHAPES
+TOKENIZER_VOCAB = 32000  # the BPE trained on the bundled text stops earlier; the model's vocabulary is the shape's
 GIB = 2 ** 30
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="Folder for gpu_check.json and gpu_check.md.")
-    parser.add_argument("--shape", choices=sorted(VOCAB), default="7b", help="Model shape (tiny: CPU smoke runs).")
+    parser.add_argument("--shape", choices=SHAPES, default="qwen7b", help="Model shape (tiny: CPU smoke runs).")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, from {', '.join(VARIANTS)}.")
     parser.add_argument("--steps", type=int, default=3, help="Optimizer steps of SFT and of the reward model.")
     parser.add_argument("--ppo-steps", type=int, default=2, help="PPO steps (the first is warm-up).")
@@ -85,9 +88,9 @@ def build_base(shape: str, folder: Path) -> dict:
     from rlhf_ads.random_models import save_random_llama, train_tokenizer
 
     started = time.perf_counter()
-    tokenizer = train_tokenizer(bundled_texts(), VOCAB[shape])
+    tokenizer = train_tokenizer(bundled_texts(), TOKENIZER_VOCAB)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    save_random_llama(folder, tokenizer, shape, vocab_size=VOCAB[shape], dtype=torch.bfloat16, device=device)
+    save_random_llama(folder, tokenizer, shape, dtype=torch.bfloat16, device=device)
     parameters = 0
     for file in folder.glob("*.safetensors"):
         with safe_open(file, "pt") as tensors:
@@ -107,6 +110,7 @@ def variant_recipe(variant: str, model_dir: Path, workdir: Path, args):
     overrides = [f"model.base={model_dir}", f"model.load_in_4bit={str(four_bit).lower()}", f"output_dir={workdir}",
                  f"run_name={'nf4' if four_bit else 'bf16'}", "sft.num_samples=0", "reward.max_score_rows=16",
                  f"ppo.steps={args.ppo_steps}", "ppo.eval_every=0", "ppo.log_samples=0", f"ppo.kv_cache={kv_cache}",
+                 "ppo.sampling=adapters",
                  f"ppo.training.save_steps={10 ** 6}"]
     for stage in ("sft", "reward"):
         training = getattr(full, stage).training
@@ -157,6 +161,7 @@ class StageMeters:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         self.trainer, first_ppo_step = StepMeter(synchronize), len(self.ppo.steps)
+        self.ppo.current.clear()  # the SFT and reward stages' backward and optimizer calls are no PPO step's
         started = time.perf_counter()
         run_stage(stage, recipe)
         synchronize()

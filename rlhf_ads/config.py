@@ -266,8 +266,9 @@ class PPOStageConfig:
         "'auto': merged, except on 4-bit bases (whose point is memory) and under DeepSpeed ZeRO-3."))
     kv_cache: Literal["dynamic", "static"] = option("dynamic", help=(
         "The rollouts' KV cache. 'dynamic': transformers' default, grown token by token; 'static': preallocated "
-        "for prompt + max_new_tokens, which lets transformers compile the decoding step on GPUs (a one-off "
-        "compile per shape; no gain on CPUs). `make gpu-check` measures both."))
+        "for prompt + max_new_tokens, which lets transformers compile the decoding step on GPUs. The compile "
+        "repeats for each new prompt width (a batch's longest prompt), so it pays only over long runs; no gain "
+        "on CPUs. `make gpu-check` measures both."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help=(

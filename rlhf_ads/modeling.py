@@ -190,6 +190,14 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def zero3_enabled() -> bool:
+    """Whether a DeepSpeed ZeRO-3 config is active (`accelerate launch` with a ZeRO-3 config): transformers then
+    refuses a device_map, as ZeRO-3 partitions and places the weights itself."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
+
+
 def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "auto", load_in_4bit: bool = False,
               lora=None, adapter: str | None = None, cache_dir: str | None = None,
               model_class=None, device: torch.device | None = None, **model_kwargs):
@@ -209,8 +217,10 @@ def load_base(base: str = "smollm2-135m-instruct", *, dtype: str = "auto", load_
     source = resolve_base(base, cache_dir)
     device = device or default_device()
     kwargs = dict(dtype=DTYPES[dtype], **model_kwargs)
-    if load_in_4bit:
-        kwargs.update(quantization_config=quantization_config(dtype), device_map={"": device})
+    if load_in_4bit:  # bitsandbytes quantizes as it places the weights; under ZeRO-3 DeepSpeed places them instead
+        kwargs.update(quantization_config=quantization_config(dtype))
+        if not zero3_enabled():
+            kwargs.update(device_map={"": device})
     try:
         tokenizer = load_tokenizer(source)
         model = (model_class or AutoModelForCausalLM).from_pretrained(source, **kwargs)

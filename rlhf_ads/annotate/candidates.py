@@ -141,19 +141,14 @@ def generate_candidates(recipe, models: list[str], source, per_brief: int, num_b
     import torch
 
     from rlhf_ads.data import data_options, load_prompts, render_row_prompt
-    from rlhf_ads.evaluation.evaluate import attach_adapter, generate_ads, model_folders
-    from rlhf_ads.modeling import load_base
+    from rlhf_ads.evaluation.evaluate import generate_ads, load_checkpoints, model_folders
 
     if temperature <= 0 and per_brief > 1:
         raise DataError(f"--per-brief {per_brief} needs sampling: greedy decoding (--temperature 0) writes one ad "
                         "per brief and checkpoint")
     folders = model_folders(dataclasses.replace(recipe, evaluate=dataclasses.replace(recipe.evaluate, models=models)))
     rows = load_prompts(source.path, **data_options(source))[:num_briefs]
-    model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
-                                 cache_dir=recipe.model.cache_dir)
-    for name, folder in folders.items():
-        if folder is not None:
-            model = attach_adapter(model, name, folder, recipe.model.base)
+    model, tokenizer = load_checkpoints(recipe, folders)
     briefs = [_generated_brief(row, i) for i, row in enumerate(rows)]
     prompts = [render_row_prompt(row, tokenizer) for row in rows]
     repeated = [i for i in range(len(rows)) for _ in range(per_brief)]

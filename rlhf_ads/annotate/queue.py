@@ -54,10 +54,9 @@ def next_assignment(store: Store, designer: Designer, overlap: int, rng: random.
         shown = db.execute("SELECT * FROM assignments a WHERE a.designer_id = ? AND NOT EXISTS "
                            "(SELECT 1 FROM labels l WHERE l.assignment_id = a.id) ORDER BY a.offered_at",
                            (designer.id,)).fetchall()
-        for row in shown:
+        for row in shown:  # one that others filled meanwhile is passed over but kept: a label for it still counts
             if db.execute(LABELLED, {"pair": row["pair_id"]}).fetchone()[0] < overlap:
                 return _assignment(store, row)
-            db.execute("DELETE FROM assignments WHERE id = ?", (row["id"],))  # others filled it meanwhile
         pair = db.execute(f"SELECT p.id, p.first_id, p.second_id FROM pairs p WHERE NOT {SHOWN_TO} AND {TAKEN} < :overlap "
                           "ORDER BY p.uncertainty IS NULL, p.uncertainty, p.rank LIMIT 1",
                           {"designer": designer.id, "fresh": now - LEASE_SECONDS, "overlap": overlap}).fetchone()

@@ -246,10 +246,14 @@ class Store:
         if choice not in CHOICES:
             raise RlhfAdsError(f"choice must be one of {', '.join(CHOICES)}")
         with self.write() as db:
-            done = db.execute("SELECT id, designer_id FROM labels WHERE request_id = ?", (request_id,)).fetchone()
+            done = db.execute("SELECT id, designer_id, assignment_id, choice, reason FROM labels WHERE request_id = ?",
+                              (request_id,)).fetchone()
             if done is not None:
                 if done["designer_id"] != designer.id:
                     raise LabelConflict("request id already used by another designer")
+                if (done["assignment_id"], done["choice"], done["reason"]) != (assignment_id, choice, reason):
+                    raise LabelConflict(f"request id {request_id!r} already stored a different label "
+                                        f"({done['choice']} for assignment {done['assignment_id']!r}); send a new one")
                 return self._label(db, done["id"]), True
             shown = db.execute("SELECT * FROM assignments WHERE id = ? AND designer_id = ?",
                                (assignment_id, designer.id)).fetchone()

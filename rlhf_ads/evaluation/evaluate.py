@@ -73,6 +73,17 @@ def attach_adapter(model, name: str, folder: Path, base: str):
                            f"{str(exc).splitlines()[0][:200]}; evaluate it with the model.base it was trained on") from None
 
 
+def load_checkpoints(recipe: Recipe, folders: dict[str, Path | None]):
+    """(model, tokenizer): the recipe's base with each checkpoint's adapter loaded under its name (None: the base
+    itself, used with adapters disabled)."""
+    model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
+                                 cache_dir=recipe.model.cache_dir)
+    for name, folder in folders.items():
+        if folder is not None:
+            model = attach_adapter(model, name, folder, recipe.model.base)
+    return model, tokenizer
+
+
 def generate_ads(model, tokenizer, prompts: list[str], adapter: str | None, reference: str | None,
                  decoding: dict) -> tuple[list[str], list[float] | None]:
     """Each prompt's ad from `adapter` (None: the base model) and, with a reference adapter, each ad's exact
@@ -134,11 +145,7 @@ def run(recipe: Recipe) -> dict:
     folders = model_folders(recipe)
     briefs = load_prompts(cfg.briefs.path, **data_options(cfg.briefs, out_dir))  # rows: briefs or plain prompts
     briefs = briefs if cfg.num_briefs == "all" else briefs[: cfg.num_briefs]
-    model, tokenizer = load_base(recipe.model.base, dtype=recipe.model.dtype, load_in_4bit=recipe.model.load_in_4bit,
-                                 cache_dir=recipe.model.cache_dir)
-    for name, folder in folders.items():
-        if folder is not None:
-            model = attach_adapter(model, name, folder, recipe.model.base)
+    model, tokenizer = load_checkpoints(recipe, folders)
     prompts = [render_row_prompt(b, tokenizer) for b in briefs]
     rewards = CompositeReward.from_specs(recipe.rewards) if recipe.rewards else None
     judge = judge_name(recipe)
@@ -272,7 +279,7 @@ def score_ads(rows, prompts, ads: list[str], rewards, columns,
            **({"within_limit": sum(not any(x.rule == "over_limit" for x in v) for v in limited) / len(limited)}
               if limited else {}),
            "policy_violations": sum(len([x for x in v if x.rule != "over_limit"]) for v in violations) / n,
-           "keyword_coverage": sum(applicable) / max(1, len(applicable)),
+           **({"keyword_coverage": sum(applicable) / len(applicable)} if applicable else {}),
            "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2), "self_bleu": self_bleu(ads),
            "mean_chars": sum(chars) / n, **dict(zip(("chars_p10", "chars_p50", "chars_p90"), quantiles(chars)))}
     if rewards is not None:

@@ -42,6 +42,9 @@ def designer_loop(url: str, token: str, stop: threading.Event, acknowledged: lis
                         acknowledged.append((response.json()["label_id"], body["request_id"]))
             except httpx.TransportError:  # the server went away (the kill test)
                 return
+            except Exception as exc:  # anything else (a bad answer's JSON, say) fails the test, not just the thread
+                failures.append(repr(exc))
+                return
 
 
 def run_designers(url: str, tokens: list[str], seconds: float, stop: threading.Event | None = None):

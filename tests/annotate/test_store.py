@@ -56,6 +56,8 @@ def test_a_label_is_stored_once_and_a_different_second_label_is_a_conflict(store
     assert store.submit(ana, shown.id, "a", "crisper", "req-00000002") == (label, True)  # the same label, new request
     with pytest.raises(LabelConflict):
         store.submit(ana, shown.id, "b", "", "req-00000003")
+    with pytest.raises(LabelConflict, match="already stored a different label"):
+        store.submit(ana, shown.id, "b", "", "req-00000001")  # a reused request id with another choice
     ben = store.designer_for_token(tokens["ben"])
     with pytest.raises(UnknownAssignment):
         store.submit(ben, shown.id, "a", "", "req-00000004")  # shown to ana, not ben
