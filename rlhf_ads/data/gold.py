@@ -178,3 +178,10 @@ def weighted_utility(features: dict[str, float], weights: dict[str, float], text
 def gold_utility(brief: Brief, text: str) -> float:
     """The population utility of an ad in [0, 1]: the evaluation judge on the bundled data."""
     return weighted_utility(ad_features(brief, text), POPULATION_WEIGHTS, text)
+
+
+def row_gold(row: dict, text: str) -> float | None:
+    """The gold utility of `text` written for a prompt row, or None where it has none to give: the row must carry
+    a brief (under "brief") with a platform limit, which the length fit needs."""
+    brief = row.get("brief")
+    return None if brief is None or brief.max_chars is None else gold_utility(brief, text)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_id, row_target
-from rlhf_ads.data.gold import gold_utility
+from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
@@ -268,9 +268,9 @@ def score_ads(rows, prompts, ads: list[str], rewards, columns,
     coverage = [keywords_present(ad, keywords) if keywords else None for ad, keywords in zip(ads, keywords_column)]
     records = [{"ad": ad, "chars": len(ad), "compliant": not v, "violations": sorted({x.rule for x in v})}
                for ad, v in zip(ads, violations)]
-    for record, row, (_, _, limit), ad in zip(records, rows, targets, ads):
-        if row.get("brief") is not None and limit is not None:
-            record["gold"] = gold_utility(row["brief"], ad)
+    for record, row, ad in zip(records, rows, ads):
+        if (gold := row_gold(row, ad)) is not None:
+            record["gold"] = gold
     limited = [v for (_, _, limit), v in zip(targets, violations) if limit is not None]
     applicable = [c for c in coverage if c is not None]
     chars = [len(a) for a in ads]

@@ -1,14 +1,11 @@
-"""PPO's prompt rows: briefs (their prompt rendered from the brief) or plain prompts, and the dataset columns
-reward functions receive beside each completion."""
+"""PPO's prompt rows: briefs (their prompt rendered from the brief) or plain prompts, and their mean gold."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rlhf_ads.data import data_options, load_prompts, reward_columns
-from rlhf_ads.data.gold import gold_utility
-
-__all__ = ["load_prompt_rows", "mean_gold", "reward_columns"]
+from rlhf_ads.data import data_options, load_prompts
+from rlhf_ads.data.gold import row_gold
 
 
 def load_prompt_rows(source, out_dir: Path) -> list[dict]:
@@ -19,6 +16,5 @@ def load_prompt_rows(source, out_dir: Path) -> list[dict]:
 def mean_gold(rows: list[dict], texts: list[str]) -> float | None:
     """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief with a
     platform limit (the gold utility's length fit needs it)."""
-    if not all(row.get("brief") is not None and row["brief"].max_chars is not None for row in rows):
-        return None
-    return sum(gold_utility(row["brief"], text) for row, text in zip(rows, texts)) / len(rows)
+    golds = [row_gold(row, text) for row, text in zip(rows, texts)]
+    return None if None in golds else sum(golds) / len(golds)

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 from rlhf_ads import checkpoint, processes
-from rlhf_ads.data import render_row_prompt
+from rlhf_ads.data import render_row_prompt, reward_columns
 from rlhf_ads.generation import generate_completions
-from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold, reward_columns
+from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 

@@ -12,7 +12,7 @@ from rlhf_ads.data import SCORER_INPUT, load_rows, message_text, row_completion,
 from rlhf_ads.data.bundled import bundled_file
 from rlhf_ads.errors import ConfigError, DataError
 from rlhf_ads.modeling import SCORER_META, score_sequences
-from rlhf_ads.ppo.prompts import reward_columns
+from rlhf_ads.data import reward_columns
 from rlhf_ads.stages import reward
 from rlhf_ads.stages.common import sample_rows
 
