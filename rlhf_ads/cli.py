@@ -17,7 +17,7 @@ from rlhf_ads.data.validation import KINDS
 from rlhf_ads.errors import ConfigError, RlhfAdsError
 
 
-SECTIONS = ("generate", "sft", "reward", "ppo", "evaluate")  # a stage's own section; the rest is shared
+SECTIONS = ("generate", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "evaluate")  # a stage's own section; the rest is shared
 
 
 def _keys_epilog(section_cls, prefix: str) -> str:
@@ -50,15 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
                               ("reward", "stage 2: train a pairwise reward model or a click-through model",
                                config.RewardStageConfig),
                               ("ppo", "stage 3: PPO against the recipe's reward mix, KL-leashed to the SFT policy",
-                               config.PPOStageConfig)):
+                               config.PPOStageConfig),
+                              ("dpo", "beyond PPO: DPO on the designer preferences from the SFT adapter (TRL)",
+                               config.DPOStageConfig),
+                              ("grpo", "beyond PPO: GRPO against the recipe's reward mix from the SFT adapter (TRL)",
+                               config.GRPOStageConfig),
+                              ("rloo", "beyond PPO: RLOO against the recipe's reward mix from the SFT adapter (TRL)",
+                               config.RLOOStageConfig)):
         stage_parser = _recipe_parser(sub, stage, help_, cls, f"{stage}.")
         stage_parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    pipeline_parser = _recipe_parser(sub, "pipeline", "SFT -> reward model -> PPO -> evaluate, each stage's output feeding "
-                              "the next; writes <run>/report/report.html", config.Recipe, "")
+    pipeline_parser = _recipe_parser(sub, "pipeline", "SFT -> reward model -> PPO (-> DPO, GRPO, RLOO when the recipe's "
+                                     "`pipeline:` names them) -> evaluate, each stage's output feeding the next; "
+                                     "writes <run>/report/report.html", config.Recipe, "")
     pipeline_parser.add_argument("--resume", action="store_true",
                           help="skip finished stages; continue an interrupted one from its newest checkpoint")
-    pipeline_parser.add_argument("--stages", help="comma-separated subset to run, e.g. ppo,evaluate (default: all four)")
-    _recipe_parser(sub, "evaluate", "compare checkpoints (base, sft, ppo, adapter folders) on held-out briefs",
+    pipeline_parser.add_argument("--stages", help=(
+        "comma-separated stages to run, e.g. ppo,evaluate (default: the recipe's `pipeline:`, which is "
+        "sft,reward,ppo,evaluate unless it says otherwise)"))
+    _recipe_parser(sub, "evaluate", "compare checkpoints (base, sft, ppo, dpo, grpo, rloo, best_of_n, adapter folders) "
+                   "on held-out briefs",
                    config.EvaluateConfig, "evaluate.")
     _recipe_parser(sub, "config", "print the resolved recipe (after defaults and overrides) as JSON",
                    config.Recipe, "")
@@ -193,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(json.dumps(to_dict(recipe), indent=2))
         elif args.command == "pipeline":
-            pipeline.run(recipe, pipeline.parse_stages(args.stages), resume=args.resume)
+            pipeline.run(recipe, pipeline.parse_stages(args.stages, recipe.pipeline), resume=args.resume)
         else:
             if getattr(args, "resume", False):
                 pipeline.set_resume(recipe, args.command)

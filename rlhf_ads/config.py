@@ -1,7 +1,8 @@
 """Stage configs: one dataclass per recipe section, every field with help text.
 
 A recipe is YAML with one section per stage; `load(path, overrides)` returns a
-checked `Recipe` (see `config_schema` for the rules).
+checked `Recipe` (see `config_schema` for the rules). Data sources and the `training:`
+shapes live in `config_common`; the dpo, grpo and rloo sections in `config_online`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rlhf_ads.config_common import DataSource, ReportTo, TrainerSettings, TrainingSettings
+from rlhf_ads.config_online import DPOStageConfig, GRPOStageConfig, RLOOStageConfig
 from rlhf_ads.config_schema import derived, load_recipe, option
 
-ReportTo = Literal["none", "wandb", "tensorboard", "jsonl"]  # a stage's tracker (rlhf_ads.tracking)
+PipelineStage = Literal["sft", "reward", "ppo", "dpo", "grpo", "rloo", "evaluate"]  # in the order they run
 
 
 @dataclass
@@ -47,25 +50,6 @@ class ModelConfig:
 
 
 @dataclass
-class DataSource:
-    """Where a stage's rows come from. A plain string in a recipe is short for {path: <string>}."""
-
-    SHORTHAND = "path"
-
-    path: str = option(help=(
-        "'bundled:<kind>[:<split>]' (kinds: briefs, sft, preferences, clicks), a .jsonl/.csv/.parquet file, "
-        "or a datasets save_to_disk folder."))
-    split: str | None = option(None, help="Keep rows whose 'split' column equals this; for a DatasetDict folder, the split.")
-    columns: dict[str, str] = option(help="Map our column names to yours, e.g. {chosen: better_ad, rejected: worse_ad}.",
-                                     factory=dict)
-    on_error: Literal["error", "skip"] = option("error", help=(
-        "Bad rows: 'error' stops naming every one; 'skip' drops them, prints the count by reason and "
-        "saves them to data_problems.jsonl in the stage's output folder."))
-    max_text_chars: int = option(2000, help="Longest text field accepted, in characters.")
-    briefs: str | None = option(None, help="Briefs to resolve a brief_id column against (bundled data: the bundled briefs).")
-
-
-@dataclass
 class GenerateConfig:
     """Stage `generate`: write ad copy for briefs with a model."""
 
@@ -78,74 +62,18 @@ class GenerateConfig:
     max_new_tokens: int = option(48, help="Token budget for each ad.")
     temperature: float = option(0.7, help="Sampling temperature; 0 means greedy decoding.")
     top_p: float = option(0.9, help="Nucleus sampling mass.")
+    best_of: int = option(1, help=(
+        "Best-of-n: sample this many ads per brief and keep the one the recipe's reward mix (`rewards:`) scores "
+        "highest; 1: one sample."))
 
     def __post_init__(self):
-        if self.num_briefs < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("num_briefs, batch_size and max_new_tokens must all be >= 1")
+        if self.num_briefs < 1 or self.batch_size < 1 or self.max_new_tokens < 1 or self.best_of < 1:
+            raise ValueError("num_briefs, batch_size, max_new_tokens and best_of must all be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
-
-
-@dataclass
-class TrainingSettings:
-    """Optimizer and checkpoints: the `training:` section every training stage has (sft, reward, ppo)."""
-
-    learning_rate: float = option(2e-4, help="Peak learning rate (LoRA wants ~1e-4..5e-4; full fine-tuning ~1e-5).")
-    grad_accum: int = option(1, help="Micro-batches whose gradients add up before one optimizer step (saves memory).")
-    weight_decay: float = option(0.0, help="AdamW weight decay.")
-    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
-    gradient_checkpointing: bool = option(False, help=(
-        "Recompute activations in the backward pass instead of keeping them: less memory, one more forward pass "
-        "per micro-batch. Whether it is faster or slower depends on the model and the machine: measure it "
-        "(make bench-trainers, make bench)."))
-    save_steps: int = option(50, help="Save a checkpoint every N steps (resume continues from the newest).")
-    save_total_limit: int = option(2, help="Keep the newest N checkpoints.")
-    report_to: ReportTo = option("none", help=(
-        "Where metrics go besides the stage's own log file: 'wandb' (names from the recipe's `tracking:` section), "
-        "'tensorboard' (<stage>/tensorboard/), 'jsonl' (the log file written live) or 'none'."))
-    resume: bool = option(False, help="Continue from the newest checkpoint in the stage's folder (also --resume).")
-
-    def __post_init__(self):
-        if self.grad_accum < 1:
-            raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-
-
-@dataclass
-class TrainerSettings(TrainingSettings):
-    """`training:` of the stages on Hugging Face's Trainer (sft, reward): the common settings plus schedule and
-    batching."""
-
-    epochs: float = option(1.0, help="Passes over the training rows (max_steps wins when set).")
-    max_steps: int = option(-1, help="Stop after this many optimizer steps; -1: run the epochs.")
-    batch_size: int = option(8, help="Rows per device per forward pass (pairs for the reward model).")
-    warmup_ratio: float = option(0.05, help="Share of steps with linear learning-rate warm-up.")
-    max_length: int = option(512, help=(
-        "Longest tokenized row; SFT cuts the prompt's start to fit (the ad is kept), the reward stage drops longer rows."))
-    mixed_precision: Literal["none", "bf16"] = option("none", help=(
-        "'bf16': matmuls in bf16 under autocast while weights, gradients and optimizer state stay in the model's "
-        "dtype (the trainer's bf16 mixed precision). Whether it pays depends on the CPU: `make bench-precision` "
-        "measures it."))
-    group_by_length: bool = option(False, help=(
-        "Batch rows of similar token length together (in random order of batches): less padding."))
-    max_train_rows: int | None = option(None, help="Use only the first N training rows (after shuffling with the seed).")
-    max_eval_rows: int | None = option(400, help="Use only the first N held-out rows for evaluation.")
-    logging_steps: int = option(10, help="Log training metrics every N steps.")
-    average_checkpoints: int = option(1, help=(
-        "After training, the model becomes the uniform average of the weights in its newest N checkpoints, the "
-        "last being the final step (latest weight averaging; needs save_total_limit >= N, or 0 to keep all); "
-        "1: the final weights."))
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.average_checkpoints < 1:
-            raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
-        if 0 < self.save_total_limit < self.average_checkpoints:
-            raise ValueError(f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "
-                             f"{self.average_checkpoints} (or 0, keep all), got {self.save_total_limit}")
+        if self.best_of > 1 and self.temperature == 0:
+            raise ValueError(f"best_of={self.best_of} needs sampling: greedy decoding writes the same ad n times; "
+                             "set temperature > 0")
 
 
 @dataclass
@@ -327,14 +255,20 @@ class PPOStageConfig:
 class EvaluateConfig:
     """`rlhf-ads evaluate`: compare checkpoints on held-out briefs."""
 
-    models: list[str] = option(help="Checkpoints: base, sft, ppo, or adapter folders.",
-                               factory=lambda: ["base", "sft", "ppo"])
+    models: list[str] = option(help=(
+        "Checkpoints: base, sft, ppo, dpo, grpo, rloo (the stages' adapters), best_of_n (the SFT adapter sampling "
+        "best_of_n ads per brief, the reward mix keeping the best), or adapter folders."),
+        factory=lambda: ["base", "sft", "ppo"])
     briefs: DataSource = option(help="Held-out briefs or plain prompts (the 'prompts' kind of `rlhf-ads data check`).",
                                 factory=lambda: DataSource("bundled:heldout"))
     num_briefs: int | Literal["all"] = option(64, help="How many briefs (the first N), or 'all'.")
     samples_per_brief: int = option(0, help=(
         "Besides the greedy ad, sample this many ads per brief at the policy's temperature and top_p "
         "(ppo.temperature, ppo.top_p) and report means over them too (eval/<model>/sampled/<metric>); 0: greedy only."))
+    best_of_n: int = option(4, help=(
+        "n of the best_of_n model: ads sampled per brief from the SFT adapter at the policy's temperature and top_p "
+        "(ppo.temperature, ppo.top_p), of which the recipe's reward mix keeps the best (its KL to SFT is reported as "
+        "the analytic log(n) - (n - 1)/n)."))
     max_new_tokens: int = option(48, help="Token budget of each ad.")
     temperature: float = option(0.0, help="0: greedy decoding (evaluation default).")
     batch_size: int = option(8, help="Prompts per generation batch.")
@@ -350,6 +284,8 @@ class EvaluateConfig:
             raise ValueError(f"evaluate.num_briefs must be at least 1 or 'all', got {self.num_briefs}")
         if self.samples_per_brief < 0:
             raise ValueError(f"evaluate.samples_per_brief must be 0 (greedy only) or more, got {self.samples_per_brief}")
+        if self.best_of_n < 1:
+            raise ValueError(f"evaluate.best_of_n must be at least 1, got {self.best_of_n}")
 
 
 @dataclass
@@ -385,13 +321,21 @@ class Recipe:
     run_name: str = option("quickstart", help="Name of the run; outputs go to <output_dir>/<run_name>/<stage>/.")
     output_dir: str = option("runs", help="Root folder for run outputs.")
     seed: int = option(0, help="Seed for Python, NumPy and torch.")
+    pipeline: list[PipelineStage] = option(help=(
+        "The stages `rlhf-ads pipeline` runs unless --stages says (in the order sft, reward, ppo, dpo, grpo, rloo, "
+        "evaluate, whatever the list's)."), factory=lambda: ["sft", "reward", "ppo", "evaluate"])
     model: ModelConfig = option(help="The base model.", factory=ModelConfig)
     generate: GenerateConfig = option(help="Stage `generate`.", factory=GenerateConfig)
     sft: SFTStageConfig = option(help="Stage `sft`.", factory=SFTStageConfig)
     reward: RewardStageConfig = option(help="Stage `reward`.", factory=RewardStageConfig)
     ppo: PPOStageConfig = option(help="Stage `ppo`.", factory=PPOStageConfig)
+    dpo: DPOStageConfig = option(help="Stage `dpo`.", factory=DPOStageConfig)
+    grpo: GRPOStageConfig = option(help="Stage `grpo`.", factory=GRPOStageConfig)
+    rloo: RLOOStageConfig = option(help="Stage `rloo`.", factory=RLOOStageConfig)
     evaluate: EvaluateConfig = option(help="`rlhf-ads evaluate`.", factory=EvaluateConfig)
-    rewards: list[RewardSpec] = option(help="The reward mix used by PPO and evaluation.", factory=list)
+    rewards: list[RewardSpec] = option(help=(
+        "The reward mix used by PPO, GRPO, RLOO (one reward function per component), best-of-n and evaluation."),
+        factory=list)
     tracking: TrackingConfig = option(help="Experiment tracker run names (W&B project, group, tags).",
                                       factory=TrackingConfig)
 

@@ -12,9 +12,12 @@ from typing import Any
 from rlhf_ads import __version__
 from rlhf_ads.storage import atomic_write_text
 
-DATA_KEYS = {"sft": ("train", "eval"), "reward": ("train", "eval"), "ppo": ("prompts",)}
+DATA_KEYS = {"sft": ("train", "eval"), "reward": ("train", "eval"), "ppo": ("prompts",), "dpo": ("train", "eval"),
+             "grpo": ("prompts",), "rloo": ("prompts",)}
 SETTINGS = ("learning_rate", "epochs", "max_steps", "batch_size", "steps", "mini_batch_size", "ppo_epochs",
-            "max_new_tokens", "temperature", "critic", "kind", "backbone")
+            "prompts_per_step", "num_generations", "beta", "max_new_tokens", "temperature", "critic", "kind",
+            "backbone")
+ONLINE = ("ppo", "grpo", "rloo")  # the stages trained against the recipe's reward mix
 
 
 def _data(section: Any, stage: str) -> list[str]:
@@ -38,7 +41,7 @@ def model_card(recipe, stage: str, metrics: dict[str, Any], role: str | None = N
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in sorted(numbers.items()))
     settings = "\n".join(f"- {k}: {v}" for k, v in _settings(section).items())
-    rewards = ", ".join(f"{r.name or r.function} x{r.weight:g}" for r in recipe.rewards) if stage == "ppo" else ""
+    rewards = ", ".join(f"{r.name or r.function} x{r.weight:g}" for r in recipe.rewards) if stage in ONLINE else ""
     command = " ".join(shlex.quote(a) for a in ["rlhf-ads", *sys.argv[1:]]) if sys.argv[1:] else f"rlhf-ads {stage}"
     return f"""---
 base_model: {model.base}

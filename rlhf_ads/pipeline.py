@@ -1,8 +1,9 @@
-"""`rlhf-ads pipeline`: SFT -> reward model -> PPO -> evaluation, each stage exactly as if run alone.
+"""`rlhf-ads pipeline`: SFT -> reward model -> PPO (and DPO, GRPO, RLOO when the recipe's `pipeline:` names them)
+-> evaluation, each stage exactly as if run alone.
 
-Stages meet through their output folders under <output_dir>/<run_name>/ (PPO starts from sft/, the
-reward mix names '{run_dir}/reward'), so the pipeline only runs them in order and records their wall
-times in <run>/pipeline.json. With resume, a stage whose metrics.json exists is skipped and an
+Stages meet through their output folders under <output_dir>/<run_name>/ (PPO, DPO, GRPO and RLOO start from
+sft/, the reward mix names '{run_dir}/reward'), so the pipeline only runs them in order and records their wall
+times and peak memory in <run>/pipeline.json. With resume, a stage whose metrics.json exists is skipped and an
 interrupted one continues from its newest checkpoint.
 """
 
@@ -14,15 +15,17 @@ import json
 import logging
 import shlex
 import time
+import typing
 from pathlib import Path
 
 from rlhf_ads import checkpoint
-from rlhf_ads.config import Recipe
+from rlhf_ads.config import PipelineStage, Recipe
 from rlhf_ads.errors import ConfigError
+from rlhf_ads.peak_memory import peak_rss_mb, reset_peak_memory
 from rlhf_ads.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
-STAGES = ("sft", "reward", "ppo", "evaluate")
+STAGES: tuple[str, ...] = typing.get_args(PipelineStage)  # every stage, in the order a pipeline runs them
 MODULES = {"ppo": "rlhf_ads.ppo.trainer", "evaluate": "rlhf_ads.evaluation.evaluate"}
 
 
@@ -59,19 +62,19 @@ def interrupted_message(recipe: Recipe | None, stage: str, argv: list[str]) -> s
     return f"rlhf-ads: interrupted during {stage}; {saved}; resume with: {resume}"
 
 
-def parse_stages(text: str | None) -> tuple[str, ...]:
-    """'sft,ppo' -> ('sft', 'ppo') in pipeline order; None -> all stages."""
-    if not text:
-        return STAGES
-    asked = [s.strip() for s in text.split(",") if s.strip()]
+def parse_stages(text: str | None, default: list[str] = STAGES) -> tuple[str, ...]:
+    """'sft,ppo' -> ('sft', 'ppo') in pipeline order; None -> `default` (a recipe's `pipeline:`) in that order."""
+    asked = [s.strip() for s in text.split(",") if s.strip()] if text else list(default)
     unknown = [s for s in asked if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown pipeline stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     return tuple(s for s in STAGES if s in asked)
 
 
-def run(recipe: Recipe, stages: tuple[str, ...] = STAGES, resume: bool = False) -> dict[str, float]:
-    """Run the stages in order; returns {stage: seconds} for the stages run now."""
+def run(recipe: Recipe, stages: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, float]:
+    """Run the stages in order (default: the recipe's `pipeline:`); returns {stage: seconds} for the stages run
+    now. pipeline.json also keeps each stage's peak resident memory (rlhf_ads.peak_memory)."""
+    stages = parse_stages(None, recipe.pipeline) if stages is None else stages
     run_dir = Path(recipe.output_dir) / recipe.run_name
     record_path = run_dir / "pipeline.json"
     record = json.loads(record_path.read_text()) if resume and record_path.is_file() else {"seconds": {}}
@@ -83,6 +86,7 @@ def run(recipe: Recipe, stages: tuple[str, ...] = STAGES, resume: bool = False) 
         if resume:
             set_resume(recipe, stage)
         log.info("pipeline: %s starts", stage)
+        reset_peak_memory()
         started = time.perf_counter()
         try:
             run_stage(stage, recipe)
@@ -92,6 +96,7 @@ def run(recipe: Recipe, stages: tuple[str, ...] = STAGES, resume: bool = False) 
         gc.collect()
         ran[stage] = round(time.perf_counter() - started, 1)
         record["seconds"][stage] = ran[stage]
+        record.setdefault("peak_rss_mb", {})[stage] = round(peak_rss_mb(), 1)
         atomic_write_text(record_path, json.dumps(record, indent=2))
         log.info("pipeline: %s took %.0f s", stage, ran[stage])
     total = sum(record["seconds"].values())

@@ -39,8 +39,10 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "out/quickstart"
-    seconds = json.loads((run_dir / "pipeline.json").read_text())["seconds"]
-    assert list(seconds) == list(STAGES)
+    record = json.loads((run_dir / "pipeline.json").read_text())
+    seconds = record["seconds"]
+    assert list(seconds) == config.Recipe().pipeline == ["sft", "reward", "ppo", "evaluate"]  # the default stages
+    assert set(record["peak_rss_mb"]) == set(seconds) and all(mb > 0 for mb in record["peak_rss_mb"].values())
     metrics = json.loads((run_dir / "report/metrics.json").read_text())["metrics"]
     for name in ("base", "sft", "ppo"):
         for key in ("gold", "compliance", "composite_reward", "distinct_2", "self_bleu", "kl_to_sft", "reward/rm"):
@@ -52,7 +54,8 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
     report = (run_dir / "report/report.html").read_text()
     assert "part of the reward mix PPO trained against" in report
     assert "on 4 briefs: too few briefs to tell" in report  # a verdict needs at least 5
-    for section in ("Comparison", "PPO training", "Distributions", "Reward model", "Stage timings", "Sample ads"):
+    for section in ("Comparison", "Methods compared", "PPO training", "Distributions", "Reward model", "Stage timings",
+                    "Sample ads"):
         assert f"<h2>{section}" in report, section
     assert report.count("data:image/png;base64,") == 3
     tracked = offline_run(run_dir / "report")  # the same metrics reach the tracker
@@ -61,13 +64,14 @@ def test_pipeline_runs_every_stage_and_writes_the_report(tmp_path, tiny_model_di
     again = subprocess.run([RLHF_ADS, "pipeline", str(recipe), "output_dir=out", "--resume"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("already finished") == len(STAGES)
+    assert again.stderr.count("already finished") == len(seconds)
     assert json.loads((run_dir / "pipeline.json").read_text())["seconds"] == seconds
 
 
 def test_stage_subsets_keep_pipeline_order_and_unknown_names_fail():
     assert parse_stages("evaluate, sft") == ("sft", "evaluate")
-    assert parse_stages(None) == STAGES
+    assert parse_stages(None) == STAGES == ("sft", "reward", "ppo", "dpo", "grpo", "rloo", "evaluate")
+    assert parse_stages(None, ["evaluate", "grpo", "sft"]) == ("sft", "grpo", "evaluate")  # a recipe's pipeline:
     with pytest.raises(ConfigError, match="unknown pipeline stage.*rl.*choose from sft"):
         parse_stages("sft,rl")
 

@@ -238,8 +238,8 @@ def check_hub(recipe: config.Recipe, block: Block) -> None:
 def check_stage_data(recipe: config.Recipe, stage: str, where: str) -> None:
     """The local data files a stage's section names exist (bundled data always does)."""
     section = getattr(recipe, stage, None)
-    if section is None:  # pipeline: every stage
-        for name in ("sft", "reward", "ppo", "evaluate"):
+    if section is None or stage == "pipeline":  # every stage the recipe's pipeline runs
+        for name in recipe.pipeline:
             check_stage_data(recipe, name, where)
         return
     sources = [value for value in vars(section).values() if isinstance(value, DataSource)]

@@ -28,15 +28,18 @@ def tiny_overrides(recipe: Recipe, model_dir: Path, output_dir: Path) -> list[st
         f"model.base={model_dir}", f"output_dir={output_dir}",
         "generate.num_briefs=1", "generate.batch_size=1", "generate.max_new_tokens=4",
         "sft.num_samples=1", "sft.max_new_tokens=4",
-        *(f"{stage}.training.{key}" for stage in ("sft", "reward") for key in (
+        *(f"{stage}.training.{key}" for stage in ("sft", "reward", "dpo") for key in (
             "max_steps=1", "batch_size=2", "grad_accum=1", "max_train_rows=4", "max_eval_rows=2", "save_steps=1",
             "average_checkpoints=1", "max_length=512")),
         "reward.max_score_rows=4",
         "ppo.steps=2", f"ppo.critic_warmup_steps={min(recipe.ppo.critic_warmup_steps, 1)}",
         "ppo.batch_size=2", "ppo.mini_batch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=4",
         "ppo.eval_every=1", "ppo.eval_num_prompts=2", "ppo.training.save_steps=1",
+        *(f"{stage}.{key}" for stage in ("grpo", "rloo") for key in (
+            "steps=1", "prompts_per_step=1", "num_generations=2", "num_iterations=1", "max_new_tokens=4",
+            "eval_every=1", "training.grad_accum=1", "training.save_steps=1")),
         "evaluate.num_briefs=2", "evaluate.batch_size=2", "evaluate.max_new_tokens=4", "evaluate.report_samples=1",
-        f"evaluate.samples_per_brief={min(recipe.evaluate.samples_per_brief, 1)}",
+        f"evaluate.samples_per_brief={min(recipe.evaluate.samples_per_brief, 1)}", "evaluate.best_of_n=2",
     ]
 
 
@@ -45,9 +48,10 @@ def test_recipe_names_complete_stages(path):
     stages = named_stages(path)
     assert stages, f"{path.name} names no stage"
     recipe = config.load(path)
-    if "ppo" in stages:
-        assert recipe.rewards, f"{path.name} has a ppo section but no reward mix"
-        assert {"sft", "reward"} <= set(stages), f"{path.name}: PPO needs the SFT and reward stages it starts from"
+    for online in {"ppo", "grpo", "rloo"} & set(stages):
+        assert recipe.rewards, f"{path.name} has a {online} section but no reward mix"
+        assert {"sft", "reward"} <= set(stages), f"{path.name}: {online} needs the SFT and reward stages it starts from"
+    assert "dpo" not in stages or "sft" in stages, f"{path.name}: DPO needs the SFT stage it starts from"
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)

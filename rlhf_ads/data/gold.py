@@ -185,3 +185,10 @@ def row_gold(row: dict, text: str) -> float | None:
     a brief (under "brief") with a platform limit, which the length fit needs."""
     brief = row.get("brief")
     return None if brief is None or brief.max_chars is None else gold_utility(brief, text)
+
+
+def mean_gold(rows: list[dict], texts: list[str]) -> float | None:
+    """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief with a
+    platform limit (the gold utility's length fit needs it)."""
+    golds = [row_gold(row, text) for row, text in zip(rows, texts)]
+    return None if None in golds else sum(golds) / len(golds)

@@ -1,9 +1,10 @@
-"""`rlhf-ads evaluate`: compare checkpoints (base, SFT, PPO, or adapter folders) on held-out briefs (or prompts).
+"""`rlhf-ads evaluate`: compare checkpoints (base, SFT, PPO, DPO, GRPO, RLOO, or adapter folders) and best-of-n on
+held-out briefs (or prompts).
 
-Every model writes one ad per brief with the same decoding; each ad is scored by the recipe's reward
-mix (total and each component), the gold utility (bundled data), the linter's platform and policy
-rules, keyword coverage (the gold utility and the limits only where a brief gives them); each model's ads
-by distinct-1/2, self-BLEU, length quantiles, the exact KL to the reference (the SFT adapter) summed over
+Every model writes one ad per brief with the same decoding (best_of_n: the best of n samples from SFT by the
+reward mix); each ad is scored by the recipe's reward mix (total and each component), the gold utility (bundled
+data), the linter's platform and policy rules, keyword coverage (the gold utility and the limits only where a
+brief gives them); each model's ads by distinct-1/2, self-BLEU, length quantiles, the exact KL to the reference (the SFT adapter) summed over
 the generated tokens, and the win rate against SFT judged by the reward model. Writes
 <run>/report/metrics.json, samples.jsonl and report.html.
 """
@@ -19,11 +20,13 @@ import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
 
+from rlhf_ads.best_of_n import best_of_n, best_of_n_kl
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_id, row_target
 from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.evaluation.comparison import BEST_OF_N
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
 from rlhf_ads.evaluation.stats import STAT_FIELDS, compare, format_cell, standard_deviation, table_rows
@@ -40,16 +43,17 @@ BASELINE = "sft"  # the model the others are compared with: win rates against it
 
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
-    """name -> adapter folder (None for the base). Names: base, sft, ppo, or paths to adapter folders, named by
-    the fewest trailing parts of their paths that tell them apart ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy',
-    'b-ppo-policy')."""
-    known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy"}
+    """name -> adapter folder (None for the base). Names: base, sft, ppo, dpo, grpo, rloo, best_of_n (the SFT
+    adapter), or paths to adapter folders, named by the fewest trailing parts of their paths that tell them apart
+    ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy', 'b-ppo-policy')."""
+    known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy",
+             **{stage: recipe.stage_dir(stage) for stage in ("dpo", "grpo", "rloo")}, BEST_OF_N: recipe.stage_dir("sft")}
     for name in recipe.evaluate.models:
         folder = known.get(name, Path(name))
         if folder is not None and not (folder / "adapter_config.json").is_file():
             raise RlhfAdsError(f"checkpoint '{name}': folder '{folder}' has no PEFT adapter (adapter_config.json); "
-                               "expected the output of `rlhf-ads sft`, `rlhf-ads ppo` (ppo/policy) or another adapter "
-                               f"trained on {recipe.model.base}")
+                               "expected the output of `rlhf-ads sft`, `rlhf-ads ppo` (ppo/policy), `rlhf-ads "
+                               f"dpo|grpo|rloo` or another adapter trained on {recipe.model.base}")
     paths = [Path(name) for name in recipe.evaluate.models if name not in known]
     for parts in range(1, max((len(p.parts) for p in paths), default=1) + 1):
         names = ["-".join(p.parts[-parts:]) for p in paths]
@@ -121,6 +125,18 @@ def reference_kl(model, batch: GeneratedBatch, reference: str, stop_ids: list[in
     return per_token.sum(1).cpu().tolist()
 
 
+def best_of_n_ads(model, tokenizer, prompts: list[str], columns: dict, adapter: str, rewards, n: int,
+                  sampling: dict) -> tuple[list[str], list[float]]:
+    """Each prompt's best of n samples from `adapter` by the reward mix, and each ad's KL to the sampling adapter
+    (SFT) as best-of-n's analytic bound log(n) - (n - 1)/n."""
+    if rewards is None:
+        raise RlhfAdsError(f"evaluate.models names {BEST_OF_N}, which keeps the ad the reward mix scores highest: add "
+                           "a `rewards:` list to the recipe")
+    with adapter_active(model, adapter):
+        chosen = best_of_n(model, tokenizer, prompts, columns, rewards, n, **sampling)
+    return chosen.ads, [best_of_n_kl(n)] * len(prompts)
+
+
 def stop_token_ids(model, tokenizer) -> list[int]:
     """The ids that end generation: the generation config's eos ids and the tokenizer's."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -159,7 +175,11 @@ def run(recipe: Recipe) -> dict:
         adapter = None if folder is None else name
         started = time.perf_counter()
         with_kl = has_baseline and name != BASELINE
-        ads, kls = generate_ads(model, tokenizer, prompts, adapter, BASELINE if with_kl else None, decoding)
+        best_of = cfg.best_of_n if name == BEST_OF_N else None
+        if best_of:
+            torch.manual_seed(recipe.seed)  # best-of-n samples: the same draws whatever the other models are
+        ads, kls = writer(model, tokenizer, adapter, sampling if best_of else decoding, BASELINE if with_kl else None,
+                          best_of, rewards)(prompts, columns)
         generated = time.perf_counter()
         model_metrics, per_ad[name] = score_ads(briefs, prompts, ads, rewards, columns, judge)
         if has_baseline:
@@ -167,13 +187,14 @@ def run(recipe: Recipe) -> dict:
             model_metrics["kl_to_sft"] = sum(kls) / len(kls)
             for record, kl in zip(per_ad[name], kls):
                 record["kl_to_sft"] = kl
+        model_metrics["generate_seconds"] = round(generated - started, 1)
         log.info("evaluate: %s wrote %d ads (and their KL) in %.0f s, scored them in %.0f s", name, len(briefs),
                  generated - started, time.perf_counter() - generated)
         metrics.update({f"eval/{name}/{k}": v for k, v in model_metrics.items()})
         if cfg.samples_per_brief:
             torch.manual_seed(recipe.seed)  # the same draws for a model whatever the others are
-            sampled_metrics = sample_ads(model, tokenizer, briefs, prompts, adapter, per_ad[name], rewards, columns,
-                                         judge, sampling, cfg.samples_per_brief)
+            sampled_metrics = sample_ads(writer(model, tokenizer, adapter, sampling, None, best_of, rewards), briefs,
+                                         prompts, per_ad[name], rewards, columns, judge, cfg.samples_per_brief)
             metrics.update({f"eval/{name}/sampled/{k}": v for k, v in sampled_metrics.items()})
     summary: list[str] = []
     if BASELINE in per_ad:
@@ -200,14 +221,27 @@ def run(recipe: Recipe) -> dict:
     return metrics
 
 
-def sample_ads(model, tokenizer, briefs, prompts: list[str], adapter: str | None, records: list[dict], rewards, columns,
-               judge: str | None, sampling: dict, n: int) -> dict[str, float]:
-    """`n` sampled ads per brief from one model: each brief's greedy record gets them under "sampled" (a list of
-    score records); returns the model's metrics over all of them (means over n ads per brief)."""
+def writer(model, tokenizer, adapter: str | None, decoding: dict, reference: str | None = None,
+           best_of: int | None = None, rewards=None):
+    """write(prompts, columns) -> (ads, KL per ad or None): `adapter`'s ad per prompt with `decoding`, and its exact
+    KL to `reference` (generate_ads); with `best_of` = n, each the best of n samples by `rewards` (best_of_n_ads)."""
+    def write(prompts: list[str], columns: dict) -> tuple[list[str], list[float] | None]:
+        if best_of:
+            return best_of_n_ads(model, tokenizer, prompts, columns, adapter, rewards, best_of, decoding)
+        return generate_ads(model, tokenizer, prompts, adapter, reference, decoding)
+    return write
+
+
+def sample_ads(write, briefs, prompts: list[str], records: list[dict], rewards, columns, judge: str | None,
+               n: int) -> dict[str, float]:
+    """`n` sampled ads per brief from one model (`write(prompts, columns) -> (ads, kls)`; best_of_n: n best-of-n
+    draws): each brief's greedy record gets them under "sampled" (a list of score records); returns the model's
+    metrics over all of them (means over n ads per brief)."""
     repeated = [i for i in range(len(briefs)) for _ in range(n)]
-    ads, _ = generate_ads(model, tokenizer, [prompts[i] for i in repeated], adapter, None, sampling)
+    repeated_columns = {k: [v[i] for i in repeated] for k, v in columns.items()}
+    ads, _ = write([prompts[i] for i in repeated], repeated_columns)
     sampled_metrics, sampled = score_ads([briefs[i] for i in repeated], [prompts[i] for i in repeated], ads, rewards,
-                                         {k: [v[i] for i in repeated] for k, v in columns.items()}, judge)
+                                         repeated_columns, judge)
     for i, record in enumerate(records):
         record["sampled"] = sampled[i * n:(i + 1) * n]
     return sampled_metrics

@@ -1,8 +1,10 @@
 """report.html: one self-contained page (inline CSS, plots as embedded PNG) for a run's evaluation.
 
-Sections: the comparison table; PPO curves of proxy reward against gold utility, KL and response
-length (so reward over-optimization shows); per-model distributions of gold utility, composite
-reward and length; the reward model's accuracy per designer; stage timings; sample ads side by side.
+Sections: the comparison table; the methods compared (gold, win rate, compliance, diversity, KL beside wall time
+and peak memory; validation gold and proxy of the RL stages against completions sampled); PPO curves of proxy
+reward against gold utility, KL and response length (so reward over-optimization shows); per-model distributions
+of gold utility, composite reward and length; the reward model's accuracy per designer; stage timings; sample ads
+side by side.
 Inputs missing from the run (no PPO, no reward stage) leave their section out.
 """
 
@@ -11,10 +13,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 from rlhf_ads.config import Recipe
+from rlhf_ads.evaluation.comparison import (COLUMNS, comparison_rows, method_costs, read_json, read_jsonl,
+                                            validation_curves)
 from rlhf_ads.evaluation.stats import format_cell, table_rows
 from rlhf_ads.storage import atomic_write_text
 
@@ -30,17 +33,17 @@ def write_report(path: Path, recipe: Recipe, metrics: dict[str, float], samples:
                  judge: str | None, summary: list[str] = ()) -> None:
     """Render the evaluation (and whatever the run's other stages left on disk) to `path`."""
     run_dir = path.parent.parent
-    ppo_log = _read_jsonl(recipe.stage_dir("ppo") / "metrics.jsonl")
-    validation_log = _read_jsonl(recipe.stage_dir("ppo") / "eval.jsonl")
-    reward_metrics = _read_json(recipe.stage_dir(recipe.reward.output) / "metrics.json").get("metrics", {})
-    timings = _read_json(run_dir / "pipeline.json").get("seconds", {})
+    ppo_log = read_jsonl(recipe.stage_dir("ppo") / "metrics.jsonl")
+    validation_log = read_jsonl(recipe.stage_dir("ppo") / "eval.jsonl")
+    reward_metrics = read_json(recipe.stage_dir(recipe.reward.output) / "metrics.json").get("metrics", {})
+    timings = read_json(run_dir / "pipeline.json").get("seconds", {})
     parts = [f"<h1>rlhf-ads report: {html.escape(recipe.run_name)}</h1>",
              f"<p class=meta>base {html.escape(recipe.model.base)}; {len(samples)} held-out briefs; decoding "
              f"temperature {recipe.evaluate.temperature}; win rates judged by {html.escape(judge or 'the composite reward')}"
              "</p>",
              "<h2>Comparison</h2><p class=meta>Means over the briefs with 95% percentile-bootstrap intervals in "
              "brackets; '_vs_sft' rows are paired differences, brief by brief.</p>", _summary(summary, judge),
-             _metrics_table(metrics, names)]
+             _metrics_table(metrics, names), *_methods_compared(recipe, run_dir, metrics, names)]
     if ppo_log:
         parts += ["<h2>PPO training</h2><p>Proxy (the reward mix the policy optimizes) against gold utility "
                   "(the bundled data's judge, never in the mix): when the proxy climbs and gold does not, the "
@@ -55,12 +58,22 @@ def write_report(path: Path, recipe: Recipe, metrics: dict[str, float], samples:
                             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _methods_compared(recipe: Recipe, run_dir: Path, metrics: dict[str, float], names: list[str]) -> list[str]:
+    """The comparison of methods (rlhf_ads.evaluation.comparison): its table and the validation curves."""
+    rows = comparison_rows(metrics, names, method_costs(run_dir, names, recipe.evaluate.best_of_n))
+    head = "<tr>" + "".join(f"<th class=text>{html.escape(c)}</th>" for c in COLUMNS) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{' class=text' if i in (0, 6) else ''}>{html.escape(v)}</td>"
+                                    for i, v in enumerate(row)) + "</tr>" for row in rows)
+    parts = ["<h2>Methods compared</h2><p class=meta>Gold utility and compliance on the held-out briefs with 95% "
+             "bootstrap intervals; the win rate against SFT is judged by the gold utility, which no method trained on. "
+             "KL to SFT is exact for trained adapters, the analytic bound log(n) - (n-1)/n for best-of-n. Wall time is "
+             "the whole stage as the pipeline timed it (loading, training, validation, saving), with its training "
+             "alone in brackets; peak memory is the stage's peak resident set.</p>", f"<table class=methods>{head}{body}</table>"]
+    curves = validation_curves(run_dir, names)
+    if len(curves) > 1:  # one RL stage alone: its own section shows its validation
+        parts += ["<p>Validation (greedy ads on the same validation briefs) against the completions each RL method "
+                  "has sampled: at equal sampling cost, which learns more gold?</p>", _img(_curves_by_completions(curves))]
+    return parts
 
 
 def _metrics_table(metrics: dict[str, float], names: list[str]) -> str:
@@ -153,6 +166,20 @@ def _proxy_and_gold(axis, steps: list[int], proxy: list[float], gold: list[float
         twin.plot(steps, gold, color="C3", marker="." if len(steps) < 20 else None)
         twin.set_ylabel("gold utility", color="C3")
     axis.set_title(title)
+
+
+def _curves_by_completions(curves: dict[str, list[dict[str, float]]]):
+    """Validation gold (where scored) and proxy reward of each RL stage against completions sampled."""
+    panels = [key for key in ("gold", "reward") if any(key in p for points in curves.values() for p in points)]
+    fig, axes = _figure(len(panels))
+    for axis, key in zip(axes[0], panels):
+        for stage, points in curves.items():
+            shown = [p for p in points if key in p]
+            axis.plot([p["completions"] for p in shown], [p[key] for p in shown], marker=".", label=stage)
+        axis.set(title=f"validation {'gold utility' if key == 'gold' else 'proxy reward'}",
+                 xlabel="completions sampled")
+        axis.legend(fontsize=8)
+    return fig
 
 
 def _ppo_curves(log: list[dict], validation: list[dict]):

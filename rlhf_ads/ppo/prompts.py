@@ -5,16 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf_ads.data import data_options, load_prompts
-from rlhf_ads.data.gold import row_gold
+from rlhf_ads.data.gold import mean_gold
+
+__all__ = ["load_prompt_rows", "mean_gold"]  # mean_gold lives with the gold utility; the PPO loop reads both here
 
 
 def load_prompt_rows(source, out_dir: Path) -> list[dict]:
     """Rows of a `DataSource` of prompts or briefs (`load_prompts`); brief rows carry their `Brief` under "brief"."""
     return load_prompts(source.path, **data_options(source, out_dir))
-
-
-def mean_gold(rows: list[dict], texts: list[str]) -> float | None:
-    """The gold utility's mean over the texts written for `rows`, or None unless every row is a brief with a
-    platform limit (the gold utility's length fit needs it)."""
-    golds = [row_gold(row, text) for row, text in zip(rows, texts)]
-    return None if None in golds else sum(golds) / len(golds)

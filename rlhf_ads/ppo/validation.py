@@ -1,7 +1,6 @@
-"""Validation during PPO: every `ppo.eval_every` steps the policy writes one greedy ad for each of a fixed set of
-validation briefs (not the held-out ones `evaluate` uses); the ads are scored by the reward mix PPO optimizes
-(the proxy) and, for briefs, by the gold utility, side by side, so over-optimization shows as a proxy that climbs
-while gold does not. The policy with the best validation proxy so far is kept in <ppo>/best/.
+"""Validation during PPO: every `ppo.eval_every` steps the policy's greedy ads for the validation prompts are scored
+by the proxy and the gold utility (rlhf_ads.evaluation.validation, shared with GRPO and RLOO), logged as
+ppo/eval/*. The policy with the best validation proxy so far is kept in <ppo>/best/.
 """
 
 from __future__ import annotations
@@ -11,9 +10,7 @@ import shutil
 from pathlib import Path
 
 from rlhf_ads import checkpoint, processes
-from rlhf_ads.data import render_row_prompt, reward_columns
-from rlhf_ads.generation import generate_completions
-from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold
+from rlhf_ads.evaluation.validation import ValidationPrompts
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 
@@ -26,11 +23,8 @@ class Validation:
 
     def __init__(self, recipe, tokenizer, rewards: CompositeReward, out_dir: Path, start_step: int):
         cfg = recipe.ppo
-        self.rows = load_prompt_rows(cfg.eval_prompts, out_dir)[: cfg.eval_num_prompts]
-        self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
-        self.columns = reward_columns(self.rows)
-        self.tokenizer, self.rewards, self.out_dir = tokenizer, rewards, out_dir
-        self.max_new_tokens = cfg.max_new_tokens
+        self.prompts = ValidationPrompts(cfg.eval_prompts, cfg.eval_num_prompts, tokenizer, out_dir, cfg.max_new_tokens)
+        self.rewards, self.out_dir = rewards, out_dir
         self.best = self._saved_best(start_step)
 
     def _saved_best(self, start_step: int) -> float | None:
@@ -47,17 +41,8 @@ class Validation:
         return None
 
     def score(self, model) -> dict[str, float]:
-        """Greedy ads from `model` for the validation prompts -> ppo/eval/reward (the proxy: the reward mix's
-        weighted total, with raw values for components under running normalization, so that every validation
-        is scored alike), ppo/eval/<component> (raw means) and, when every row is a brief, ppo/eval/gold."""
-        ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
-                                   temperature=0.0, batch_size=len(self.prompts))
-        scored = self.rewards.score(ads, self.prompts, running_normalization=False, **self.columns)
-        metrics = {f"ppo/eval/{name}": mean for name, mean in scored.raw_means().items()}
-        metrics["ppo/eval/reward"] = sum(scored.total) / len(ads)
-        if (gold := mean_gold(self.rows, ads)) is not None:
-            metrics["ppo/eval/gold"] = gold
-        return metrics
+        """ppo/eval/reward (the proxy), ppo/eval/<component> and, for briefs, ppo/eval/gold of `model`'s greedy ads."""
+        return self.prompts.score(model, self.rewards, "ppo/eval")
 
     def keep_if_best(self, step: int, metrics: dict[str, float], save_policy) -> bool:
         """When the proxy beats the best so far, `save_policy(folder)` writes the policy adapter into a staging

@@ -14,7 +14,8 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.utils import is_torch_bf16_gpu_available
 
 from rlhf_ads import checkpoint
-from rlhf_ads.config import Recipe, TrainerSettings
+from rlhf_ads.config import Recipe
+from rlhf_ads.config_common import HFTrainingSettings, TrainerSettings
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.errors import ConfigError
 from rlhf_ads.model_card import write_model_card
@@ -30,26 +31,30 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 
 
-def trainer_args(args_class, training: TrainerSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
-    """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints."""
+def trainer_args(args_class, training: HFTrainingSettings, out_dir: Path, recipe: Recipe, **extra) -> Any:
+    """A transformers/TRL `*Config` from the recipe's training settings; checkpoints go to out_dir/checkpoints.
+    Epochs and row batches come from `TrainerSettings` (sft, reward, dpo); the online stages (grpo, rloo) give
+    their steps and batches in `extra`, which sets or replaces any argument."""
     report_to = [b for b in trainer_report_to(training.report_to) if b != "tensorboard"]  # ours: see add_tracking
     bf16 = resolve_dtype(recipe.model.dtype) == "bf16" or training.mixed_precision == "bf16"
-    return args_class(
+    args = dict(
         output_dir=str(out_dir / CHECKPOINTS), learning_rate=training.learning_rate,
-        num_train_epochs=training.epochs, max_steps=training.max_steps,
-        per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
         gradient_accumulation_steps=training.grad_accum,
         warmup_steps=training.warmup_ratio,  # transformers 5: a float below 1 is that share of the steps
         weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
         lr_scheduler_type="linear", logging_steps=training.logging_steps,
-        train_sampling_strategy="group_by_length" if training.group_by_length else "random",
         eval_strategy="no",  # each stage evaluates its held-out rows after training
         save_strategy="steps", save_steps=training.save_steps, save_total_limit=training.save_total_limit,
         seed=recipe.seed, data_seed=recipe.seed, report_to=report_to, run_name=recipe.run_name,
         gradient_checkpointing=training.gradient_checkpointing,
         bf16=bf16, use_cpu=bf16 and not is_torch_bf16_gpu_available(),  # else transformers refuses bf16 on a CPU
         disable_tqdm=False, dataloader_num_workers=0,
-        ddp_backend=deepspeed_cpu_backend(), **extra)
+        ddp_backend=deepspeed_cpu_backend())
+    if isinstance(training, TrainerSettings):
+        args.update(num_train_epochs=training.epochs, max_steps=training.max_steps,
+                    per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
+                    train_sampling_strategy="group_by_length" if training.group_by_length else "random")
+    return args_class(**{**args, **extra})
 
 
 def require_trainable(model_cfg) -> None:
@@ -69,7 +74,7 @@ def keep_trainable_dtype(trainer, dtype: str) -> None:
             param.data = param.data.float()
 
 
-def start_tracking(trainer, training: TrainerSettings, recipe: Recipe, stage: str, out_dir: Path) -> RunTracker:
+def start_tracking(trainer, training: HFTrainingSettings, recipe: Recipe, stage: str, out_dir: Path) -> RunTracker:
     """Open the tracker run (full resolved config; W&B names from `tracking:`) before training: HF's W&B
     callback then logs into this run. TensorBoard gets a callback writing <stage>/tensorboard/<run>-train;
     jsonl a callback writing <stage>/train_log.jsonl live."""
@@ -85,7 +90,7 @@ def start_tracking(trainer, training: TrainerSettings, recipe: Recipe, stage: st
     return tracker
 
 
-def train(trainer, training: TrainerSettings, out_dir: Path) -> None:
+def train(trainer, training: HFTrainingSettings, out_dir: Path) -> None:
     """trainer.train() with atomic checkpoints, continuing from the newest complete checkpoint when resume is
     asked and one exists; then, when asked, the mean of the newest checkpoints' weights."""
     if training.average_checkpoints > 1 and is_deepspeed_zero3_enabled():

@@ -6,12 +6,15 @@ import json
 import logging
 import time
 
+from rlhf_ads.best_of_n import best_of_n
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
-from rlhf_ads.data import data_options, load_prompts, render_row_prompt, row_id, row_target
+from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_id, row_target
+from rlhf_ads.errors import ConfigError
 from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
 from rlhf_ads.platforms import text_width, width_for
+from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
 from rlhf_ads.storage import atomic_write_text
 
@@ -22,6 +25,9 @@ def run(recipe: Recipe) -> dict:
     """Generate one ad per brief or prompt; write samples.jsonl and metrics.json; return the metrics."""
     cfg, model_cfg = recipe.generate, recipe.model
     seed_everything(recipe.seed)
+    if cfg.best_of > 1 and not recipe.rewards:
+        raise ConfigError(f"generate.best_of={cfg.best_of} keeps the ad the reward mix scores highest: add a "
+                          "`rewards:` list to the recipe (e.g. - {function: length_fit})")
     # 1. briefs -> chat prompts with the platform limit stated; plain prompts -> the user turn
     out_dir = recipe.stage_dir("generate")
     rows = load_prompts(cfg.briefs.path, **data_options(cfg.briefs, out_dir))[: cfg.num_briefs]
@@ -30,13 +36,21 @@ def run(recipe: Recipe) -> dict:
                                  adapter=cfg.adapter, cache_dir=model_cfg.cache_dir)
     loaded = time.perf_counter()
     prompts = [render_row_prompt(r, tokenizer) for r in rows]
-    # 2. batched sampling
-    ads = generate_completions(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
-                               progress="generate")
+    # 2. batched sampling (best_of > 1: n samples a brief, the reward mix keeps the best)
+    sampling = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                    batch_size=cfg.batch_size, progress="generate")
+    scores = None
+    if cfg.best_of > 1:
+        chosen = best_of_n(model, tokenizer, prompts, reward_columns(rows), CompositeReward.from_specs(recipe.rewards),
+                           cfg.best_of, **sampling)
+        ads, scores = chosen.ads, chosen.scores
+    else:
+        ads = generate_completions(model, tokenizer, prompts, **sampling)
     done = time.perf_counter()
     # 3. write samples with their length check (rows without a platform and field have no limit to check)
     samples = [_sample(row, ad) for row, ad in zip(rows, ads)]
+    for sample, score in zip(samples, scores or []):
+        sample["reward"] = score  # the reward mix's total of the best of best_of samples
     atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples))
     limited = [r for r in samples if r["max_chars"] is not None]
     metrics = {
@@ -45,6 +59,7 @@ def run(recipe: Recipe) -> dict:
         "generate/mean_chars": sum(r["chars"] for r in samples) / len(samples),
         "generate/load_seconds": round(loaded - started, 2),
         "generate/generate_seconds": round(done - loaded, 2),
+        **({"generate/best_of": cfg.best_of, "generate/mean_reward": sum(scores) / len(scores)} if scores else {}),
     }
     atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "config": to_dict(recipe)}, indent=2))
     for r in samples:

@@ -24,7 +24,8 @@ def test_validation_logs_proxy_and_gold_and_keeps_the_best_policy(tmp_path, tiny
     records = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 3]  # before training, every 2 steps, after the last
     for record in records:
-        assert {"ppo/eval/reward", "ppo/eval/gold", "ppo/eval/mine"} <= set(record)
+        assert {"ppo/eval/reward", "ppo/eval/gold", "ppo/eval/mine", "ppo/eval/within_limit",
+                "ppo/eval/distinct_2"} <= set(record)
     assert final["ppo/eval/reward"] == records[-1]["ppo/eval/reward"]
     best = json.loads((out / "best/best.json").read_text())
     rewards = [r["ppo/eval/reward"] for r in records]

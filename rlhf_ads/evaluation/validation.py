@@ -1,0 +1,45 @@
+"""Validation during RL training (ppo, grpo, rloo: `eval_every`): the policy writes one greedy ad for each of a fixed
+set of validation prompts (`ppo.eval_prompts` by default for every method, so that their curves compare; never the
+held-out ones `evaluate` reports on). The ads are scored by the reward mix the policy optimizes (the
+proxy) and, for briefs, by the gold utility, side by side, so over-optimization shows as a proxy that climbs while
+gold does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_target
+from rlhf_ads.data.gold import mean_gold
+from rlhf_ads.evaluation.metrics import distinct_n
+from rlhf_ads.generation import generate_completions
+from rlhf_ads.platforms import width_for
+
+
+class ValidationPrompts:
+    """The fixed validation prompts of one run, rendered for the policy's tokenizer."""
+
+    def __init__(self, source, count: int, tokenizer, out_dir: Path, max_new_tokens: int):
+        """source: a `DataSource` of briefs or prompts, of which the first `count` validate."""
+        self.rows = load_prompts(source.path, **data_options(source, out_dir))[:count]
+        self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
+        self.columns = reward_columns(self.rows)
+        self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
+
+    def score(self, model, rewards, prefix: str) -> dict[str, float]:
+        """Greedy ads from `model` -> <prefix>/reward (the proxy: the reward mix's weighted total `rewards` gives, with
+        raw values for components under running normalization, so that every validation is scored alike and the
+        training's statistics stay as they are), <prefix>/<component> (raw means), <prefix>/distinct_2 (what
+        over-optimization costs in diversity), <prefix>/within_limit (the share of ads with a limit that keep it)
+        and, when every row is a brief with a limit, <prefix>/gold."""
+        ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
+                                   temperature=0.0, batch_size=len(self.prompts))
+        scored = rewards.score(ads, self.prompts, running_normalization=False, **self.columns)
+        metrics = {f"{prefix}/{name}": mean for name, mean in scored.raw_means().items()}
+        metrics[f"{prefix}/reward"] = sum(scored.total) / len(ads)
+        metrics[f"{prefix}/distinct_2"] = distinct_n(ads, 2)
+        limited = [(ad, platform, limit) for ad, (platform, _, limit) in zip(ads, map(row_target, self.rows)) if limit]
+        if limited:
+            metrics[f"{prefix}/within_limit"] = sum(0 < width_for(ad, p) <= n for ad, p, n in limited) / len(limited)
+        if (gold := mean_gold(self.rows, ads)) is not None:
+            metrics[f"{prefix}/gold"] = gold
+        return metrics

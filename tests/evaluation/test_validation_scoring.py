@@ -1,0 +1,24 @@
+"""Validation scoring shared by PPO, GRPO and RLOO: the proxy, gold, diversity and the share of ads within limits."""
+
+import pytest
+
+from rlhf_ads.config import DataSource, RewardSpec
+from rlhf_ads.data import row_target
+from rlhf_ads.data.gold import mean_gold
+from rlhf_ads.evaluation import validation
+from rlhf_ads.modeling import load_tokenizer
+from rlhf_ads.rewards import CompositeReward
+
+
+def test_scores_name_within_limit_and_distinct_2_of_the_greedy_ads(tmp_path, tiny_model_dir, monkeypatch):
+    prompts = validation.ValidationPrompts(DataSource("bundled:briefs:validation"), 2, load_tokenizer(str(tiny_model_dir)),
+                                           tmp_path, max_new_tokens=4)
+    limit = row_target(prompts.rows[1])[2]
+    ads = ["Save on the plan today", "Save on " + "x" * limit]  # the second runs over its brief's limit
+    monkeypatch.setattr(validation, "generate_completions", lambda *args, **kwargs: ads)
+    mix = CompositeReward.from_specs([RewardSpec(function="length_fit", name="fit")])
+    metrics = validation.ValidationPrompts.score(prompts, model=None, rewards=mix, prefix="run/eval")
+    assert metrics["run/eval/within_limit"] == 0.5
+    assert metrics["run/eval/distinct_2"] == pytest.approx(5 / 6)  # "save on" twice among 4 + 2 bigrams
+    assert metrics["run/eval/gold"] == pytest.approx(mean_gold(prompts.rows, ads))
+    assert metrics["run/eval/fit"] == pytest.approx(sum(mix.score(ads, prompts.prompts, **prompts.columns).raw["fit"]) / 2)
