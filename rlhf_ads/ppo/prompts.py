@@ -1,13 +1,10 @@
-"""PPO's prompt rows: briefs (their prompt rendered from the brief) or plain prompts, and their mean gold."""
+"""PPO's prompt rows: briefs (their prompt rendered from the brief) or plain prompts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rlhf_ads.data import data_options, load_prompts
-from rlhf_ads.data.gold import mean_gold
-
-__all__ = ["load_prompt_rows", "mean_gold"]  # mean_gold lives with the gold utility; the PPO loop reads both here
 
 
 def load_prompt_rows(source, out_dir: Path) -> list[dict]:

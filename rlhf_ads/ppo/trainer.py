@@ -49,7 +49,8 @@ from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
-from rlhf_ads.ppo.prompts import load_prompt_rows, mean_gold
+from rlhf_ads.data.gold import mean_gold
+from rlhf_ads.ppo.prompts import load_prompt_rows
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
 from rlhf_ads.ppo.validation import BEST, EVAL_LOG, Validation
 from rlhf_ads.rewards import CompositeReward
