@@ -146,7 +146,7 @@ def run_child(name: str, command: list[str], workdir: Path, timeout: int, thread
     return its result JSON, or None (printing its log tail) when it failed."""
     result_file, log_file, run_dir = workdir / f"{name}.json", workdir / f"{name}.log", workdir / name
     run_dir.mkdir()
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, **CHILD_ENV, "TORCHINDUCTOR_CACHE_DIR": str(run_dir / "inductor")}  # compiles from cold
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print(f"[bench] {name} ...", flush=True)

@@ -35,13 +35,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--steps", type=int, default=4, help="PPO steps per run (the first is warm-up).")
     parser.add_argument("--warmup", type=int, default=1, help="Leading steps left out of the rates.")
+    parser.add_argument("--rounds", type=int, default=1, help=(
+        "Run every (framework, mode, dtype) this many times in alternation and keep each one's fastest run: on a "
+        "shared machine the same run can be tens of percent slower a few minutes later."))
     parser.add_argument("--dtypes", default="fp32,bf16", help="Comma-separated precisions to compare.")
     parser.add_argument("--skip-peer", action="store_true", help="Run only ours (no TRL virtualenv needed).")
     parser.add_argument("--peer-modes", default="full,lora", help="Peer variants: full (four models), lora.")
-    parser.add_argument("--ours-modes", default="defaults,checkpointed,adapter-critic", help=(
-        "Our variants: defaults (the stage as shipped), checkpointed (ppo.training.gradient_checkpointing), "
-        "adapter-critic (ppo.critic: adapter), shared-critic (ppo.critic: shared), unmerged-sampling "
-        "(ppo.sampling: adapters)."))
+    parser.add_argument("--ours-modes", default="defaults,compiled,checkpointed", help=(
+        "Our variants: defaults (the stage as shipped, for a run this short: ppo.compile auto leaves it eager), "
+        "compiled (ppo.compile: always, as shipped for runs of >= 40 steps), checkpointed "
+        "(ppo.training.gradient_checkpointing), adapter-critic (ppo.critic: adapter), shared-critic (ppo.critic: "
+        "shared), unmerged-sampling (ppo.sampling: adapters)."))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="Python of the trl==1.12.0 venv.")
     parser.add_argument("--out", default=str(HERE), help="Folder for results.json and RESULTS.md.")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model.base for both (bundled name or folder).")
@@ -106,20 +110,30 @@ def run_ppo_child(name: str, command: list[str], workdir: Path, timeout: int, th
 
 
 def run_all(args, spec: dict, workdir: Path) -> list[dict]:
-    """Every (framework, mode, dtype) run, ours first for each dtype."""
+    """Every (framework, mode, dtype) run, ours first for each dtype, `args.rounds` times in alternation; per
+    run the fastest round, with every round's samples/s in `round_samples_per_s`."""
     spec_file = workdir / "spec.json"
     spec_file.write_text(json.dumps(spec))
-    results = []
+    runs = {}
     for dtype in args.dtypes:
         for mode in args.ours_modes:
-            ours = [sys.executable, str(HERE / "run_ours.py"), "--spec", str(spec_file), "--dtype", dtype,
-                    "--mode", mode]
-            results.append(run_ppo_child(f"ours-{mode}-{dtype}", ours, workdir, args.child_timeout, args.threads))
+            runs[f"ours-{mode}-{dtype}"] = [sys.executable, str(HERE / "run_ours.py"), "--spec", str(spec_file),
+                                            "--dtype", dtype, "--mode", mode]
         for mode in args.peer_modes:
-            peer = [args.peer_python, str(HERE / "run_trl_ppo.py"), "--spec", str(spec_file), "--dtype", dtype,
-                    "--mode", mode]
-            results.append(run_ppo_child(f"trl-{mode}-{dtype}", peer, workdir, args.child_timeout, args.threads))
-    return [r for r in results if r is not None]
+            runs[f"trl-{mode}-{dtype}"] = [args.peer_python, str(HERE / "run_trl_ppo.py"), "--spec", str(spec_file),
+                                           "--dtype", dtype, "--mode", mode]
+    rounds = {name: [] for name in runs}
+    for round_number in range(1, args.rounds + 1):
+        for name, command in runs.items():
+            suffix = f"-round{round_number}" if args.rounds > 1 else ""
+            if (result := run_ppo_child(name + suffix, command, workdir, args.child_timeout, args.threads)) is not None:
+                rounds[name].append(result)
+    results = []
+    for done in rounds.values():
+        if done:
+            results.append(dict(max(done, key=lambda r: r["samples_per_s"]),
+                                round_samples_per_s=[r["samples_per_s"] for r in done]))
+    return results
 
 
 # What each framework computes per step, for the FLOP count (see floor.step_work). TRL takes the policy's
@@ -128,7 +142,7 @@ _LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False
 _OURS = dict(_LORA, policy_logprob_pass=True)
 _SHARED = dict(_OURS, shared_critic=True)  # the stage's default critic on this work (no LoRA reward model)
 DESIGNS = {"ours/defaults": _SHARED, "ours/checkpointed": dict(_SHARED, recompute=True), "ours/adapter-critic": _OURS,
-           "ours/shared-critic": _SHARED, "ours/unmerged-sampling": _SHARED,
+           "ours/shared-critic": _SHARED, "ours/unmerged-sampling": _SHARED, "ours/compiled": _SHARED,
            "trl-1.12/full": dict(_LORA, policy_full=True, value_full=True),
            "trl-1.12/lora": dict(_LORA, value_full=True)}
 
@@ -144,10 +158,11 @@ def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
     sizes = floor.model_sizes(json.loads((Path(spec["base_folder"]) / "config.json").read_text()))
     for result in results:
         result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)])
-    default = report.default_ratio(results, resolve_dtype("auto"), machine["cpu"].get("amx"))
-    return {"machine": machine, "command": report.command_line(), "spec": {k: v for k, v in spec.items()
+    return {"machine": machine, "command": report.command_line(), "rounds": args.rounds,
+            "spec": {k: v for k, v in spec.items()
             if k != "step_prompts"}, "model_sizes": sizes, "results": results,
-            "comparisons": report.all_comparisons(results), "default_vs_default": default,
+            "comparisons": report.all_comparisons(results),
+            **report.defaults_and_compile(results, resolve_dtype("auto"), machine["cpu"].get("amx")),
             "ours_default_dtype": resolve_dtype("auto"),
             "finished_at": time.strftime("%Y-%m-%d %H:%M %Z")}
 

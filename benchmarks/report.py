@@ -13,7 +13,8 @@ PHASES = ["generation", "rollout_logprobs", "rollout_values", "reward", "train_f
           "other"]
 SPEED_TARGET, MEMORY_TARGET = 2.0, 0.5  # at equal precision: x2 the peer's better samples/s at x0.5 its leaner memory
 DEFAULT_TARGET = {True: 5.0, False: 2.0}  # ours as shipped against the peer as shipped, on a CPU with / without AMX
-OURS_DEFAULT = "defaults"  # our mode that runs the stage as shipped
+OURS_DEFAULT = "defaults"  # our mode that runs the stage as shipped, for a run this short (ppo.compile auto: off)
+LONG_RUN_DEFAULT = "compiled"  # the stage as shipped for runs of >= 40 steps (ppo.compile auto: on)
 
 
 def label(result: dict) -> str:
@@ -44,15 +45,31 @@ def compare(results: list[dict], dtype: str, mode: str = OURS_DEFAULT) -> dict |
             "speed_target_met": speed >= SPEED_TARGET, "memory_target_met": memory <= MEMORY_TARGET}
 
 
-def default_ratio(results: list[dict], ours_default_dtype: str, amx: bool) -> dict | None:
-    """Ours as shipped (dtype auto, the stage's defaults) against the peer as shipped (four full fp32 models)."""
-    ours = ours_run(results, ours_default_dtype)
+def default_ratio(results: list[dict], ours_default_dtype: str, amx: bool, mode: str = OURS_DEFAULT) -> dict | None:
+    """Ours as shipped (dtype auto, the stage's defaults: `mode` defaults for short runs, compiled for long
+    ones) against the peer as shipped (four full fp32 models)."""
+    ours = ours_run(results, ours_default_dtype, mode)
     peer = next((r for r in results if r["framework"] != "ours" and r["mode"] == "full" and r["dtype"] == "fp32"), None)
     if ours is None or peer is None:
         return None
     ratio = ours["samples_per_s"] / peer["samples_per_s"]
     return {"speed_ratio": ratio, "memory_ratio": ours["peak_rss_bytes"] / peer["peak_rss_bytes"],
             "target": DEFAULT_TARGET[bool(amx)], "target_met": ratio >= DEFAULT_TARGET[bool(amx)]}
+
+
+def compile_costs(results: list[dict]) -> dict[str, dict]:
+    """dtype -> what ppo.compile costs and saves: the compiled run's first step (it compiles there, from an
+    empty inductor cache) minus the eager run's, the steady step's saving, and the steps that pay it back."""
+    costs = {}
+    for dtype in dict.fromkeys(r["dtype"] for r in results):
+        eager, compiled = ours_run(results, dtype), ours_run(results, dtype, LONG_RUN_DEFAULT)
+        if eager is None or compiled is None or not eager.get("steps") or not compiled.get("steps"):
+            continue
+        extra = compiled["steps"][0]["total_s"] - eager["steps"][0]["total_s"]
+        saved = eager["step_s"] - compiled["step_s"]
+        costs[dtype] = {"first_step_extra_s": extra, "saved_per_step_s": saved,
+                        "payback_steps": extra / saved if saved > 0 else None}
+    return costs
 
 
 def all_comparisons(results: list[dict]) -> dict[str, dict[str, dict]]:
@@ -70,9 +87,16 @@ def merge(summaries: list[dict]) -> dict:
     if len(summaries) > 1:
         merged["probes"] = [s["machine"] for s in summaries]
     merged["comparisons"] = all_comparisons(merged["results"])
-    merged["default_vs_default"] = default_ratio(merged["results"], merged["ours_default_dtype"],
-                                                 merged["machine"]["cpu"].get("amx"))
+    merged.update(defaults_and_compile(merged["results"], merged["ours_default_dtype"],
+                                       merged["machine"]["cpu"].get("amx")))
     return merged
+
+
+def defaults_and_compile(results: list[dict], ours_default_dtype: str, amx: bool) -> dict:
+    """The summary's default-vs-default ratios (short and long runs) and compile costs."""
+    return {"default_vs_default": default_ratio(results, ours_default_dtype, amx),
+            "long_run_default_vs_default": default_ratio(results, ours_default_dtype, amx, LONG_RUN_DEFAULT),
+            "compile_costs": compile_costs(results)}
 
 
 def command_line() -> str:
@@ -95,14 +119,15 @@ def _yes(flag: bool) -> str:
 
 
 def _main_table(summary: dict) -> list[str]:
-    lines = ["| run | dtype | samples/s | s/step | peak RSS (GiB) | speed ours/this | memory ours/this |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| run | dtype | samples/s | every round's samples/s | s/step | peak RSS (GiB) | speed ours/this | "
+             "memory ours/this |", "|---|---|---:|---|---:|---:|---:|---:|"]
     for r in summary["results"]:
         ours = ours_run(summary["results"], r["dtype"])
         versus_peer = ours is not None and r["framework"] != "ours"
         speed = f"{ours['samples_per_s'] / r['samples_per_s']:.2f}" if versus_peer else ""
         memory = f"{ours['peak_rss_bytes'] / r['peak_rss_bytes']:.2f}" if versus_peer else ""
-        lines.append(f"| {label(r)} | {r['dtype']} | {r['samples_per_s']:.3f} | {r['step_s']:.2f} | "
+        every = ", ".join(f"{x:.3f}" for x in r.get("round_samples_per_s", [r["samples_per_s"]]))
+        lines.append(f"| {label(r)} | {r['dtype']} | {r['samples_per_s']:.3f} | {every} | {r['step_s']:.2f} | "
                      f"{r['peak_rss_bytes'] / GIB:.2f} | {speed} | {memory} |")
     return lines
 
@@ -118,12 +143,18 @@ def _targets(summary: dict) -> list[str]:
                          f"{_yes(c['memory_target_met'])}); both at once: {_yes(both)}."
                          + (f" Ceiling: our step at its floor would be x{c['speed_ceiling']:.2f} the peer's "
                             "measured speed." if c.get("speed_ceiling") else ""))
-    d = summary["default_vs_default"]
-    if d:
-        lines.append(f"- Defaults (ours: dtype auto = {summary['ours_default_dtype']} here, the stage's defaults; peer: "
-                     f"four full fp32 models): speed **x{d['speed_ratio']:.2f}** (target >= {d['target']:g} on a CPU "
-                     f"{'with' if d['target'] == DEFAULT_TARGET[True] else 'without'} AMX: {_yes(d['target_met'])}), "
-                     f"memory x{d['memory_ratio']:.2f}.")
+    for key, which in (("long_run_default_vs_default", "for runs of >= 40 steps, where ppo.compile auto compiles"),
+                       ("default_vs_default", "for runs this short, eager")):
+        if d := summary.get(key):
+            lines.append(f"- Defaults (ours: dtype auto = {summary['ours_default_dtype']} here, the stage's defaults "
+                         f"{which}; peer: four full fp32 models): speed **x{d['speed_ratio']:.2f}** (target >= "
+                         f"{d['target']:g} on a CPU {'with' if d['target'] == DEFAULT_TARGET[True] else 'without'} AMX: "
+                         f"{_yes(d['target_met'])}), memory x{d['memory_ratio']:.2f}.")
+    for dtype, c in summary.get("compile_costs", {}).items():
+        payback = f", paid back after {c['payback_steps']:.0f} steps" if c["payback_steps"] else ""
+        lines.append(f"- ppo.compile, {dtype}: the first step took {c['first_step_extra_s']:.0f} s longer than eager's "
+                     f"(compiling from an empty inductor cache), each later step {c['saved_per_step_s']:.2f} s "
+                     f"shorter{payback}.")
     return lines
 
 
@@ -214,7 +245,8 @@ def render(summary: dict) -> str:
         f"- Work: base `{spec['base']}`, prompts `{spec['prompts']}` (same ids per step for both), batch "
         f"{spec['batch_size']}, minibatch {spec['mini_batch_size']}, {spec['new_tokens']} new tokens, 1 PPO epoch, "
         f"learned reward + value model on the same base, LoRA r={spec['lora']['r']}; {spec['steps']} steps, the first "
-        f"{spec['warmup']} left out as warm-up. Peak RSS: getrusage(RUSAGE_SELF) in each child process.", "",
+        f"{spec['warmup']} left out as warm-up; each run {summary.get('rounds', 1)} time(s) in alternation with the "
+        "others, its fastest counting. Peak RSS: getrusage(RUSAGE_SELF) in each child process.", "",
         *_contention_note(summary),
         "## Throughput and memory", "", *_main_table(summary), "", "## Targets", "", *_targets(summary), "",
         "## Where time goes (seconds per step, share of the step)", "", *_phase_table(summary), "",

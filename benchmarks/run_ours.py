@@ -23,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import PhaseTimer, grad_phase, peak_rss_bytes, steady_state, write_result  # noqa: E402
 
 
-# mode -> what it sets beside the stage's defaults: ppo.critic, ppo.sampling, ppo.training.gradient_checkpointing
+# mode -> what it sets beside the stage's defaults: ppo.critic, ppo.sampling, ppo.compile,
+# ppo.training.gradient_checkpointing
 MODES = {"defaults": {}, "checkpointed": {"gradient_checkpointing": True}, "adapter-critic": {"critic": "adapter"},
-         "shared-critic": {"critic": "shared"}, "unmerged-sampling": {"sampling": "adapters"}}
+         "shared-critic": {"critic": "shared"}, "unmerged-sampling": {"sampling": "adapters"},
+         "compiled": {"compile": "always"}}
 
 
 def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "defaults"):
@@ -45,7 +47,8 @@ def build_recipe(spec: dict, dtype: str, workdir: Path, mode: str = "defaults"):
     ppo = PPOStageConfig(prompts=DataSource(spec["prompts"]), steps=spec["steps"], batch_size=spec["batch_size"],
                          mini_batch_size=spec["mini_batch_size"], ppo_epochs=1, max_new_tokens=spec["new_tokens"],
                          temperature=spec["temperature"], top_p=1.0, log_samples=0, training=training,
-                         critic=chosen.get("critic", "auto"), sampling=chosen.get("sampling", "auto"))
+                         critic=chosen.get("critic", "auto"), sampling=chosen.get("sampling", "auto"),
+                         compile=chosen.get("compile", "auto"))
     reward = RewardSpec(function="reward_model", name="rm",
                         kwargs={"path": spec["base_folder"], "dtype": dtype, "batch_size": 64})
     return Recipe(run_name="bench", output_dir=str(workdir), seed=spec["seed"],

@@ -136,3 +136,40 @@ def _fused_lora_forward(layer, x, *args, **kwargs):
     fused = torch.addmm(result.reshape(-1, result.shape[-1]), down.reshape(-1, down.shape[-1]).to(result.dtype),
                         up.t(), alpha=layer.scaling[name])
     return fused.view(result.shape)
+
+
+def compile_rounding_like_eager(recompile_limit: int = 64) -> None:
+    """Make inductor round every intermediate to its dtype as eager PyTorch does, and let one compiled code
+    object hold up to `recompile_limit` graphs. Process-wide.
+
+    Without the first, a compiled bf16 layer keeps fused intermediates in fp32, so its graph with gradients
+    (the update) and without (the rollout's old log-probs, the reference) round differently: on the bundled
+    135M model the log-probs of one response differed by up to 0.25, and PPO's first ratios would not be 1.
+    The second: every adapter, and gradients on or off, is one more graph of the same layer code; past
+    dynamo's default limit (8) it would fall back to eager silently and the passes would disagree again.
+
+    Private: torch._inductor.config.emulate_precision_casts, torch._dynamo.config.recompile_limit. Public
+    replacement: none; torch.compile's options cover neither."""
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    for config, name in ((inductor_config, "emulate_precision_casts"), (dynamo_config, "recompile_limit")):
+        if not hasattr(config, name):
+            raise _missing("torch", f"{config.__name__}.{name}", "compile the PPO passes with eager rounding")
+    inductor_config.emulate_precision_casts = True
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, recompile_limit)
+
+
+def compile_generation_on_any_device():
+    """A transformers CompileConfig that makes `generate` compile its decoding step (with a static cache) on
+    any device, CPUs included; transformers compiles only on accelerators otherwise.
+
+    Private: CompileConfig._compile_all_devices. Public replacement: none; transformers documents it as
+    'useful for testing purposes'."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(dynamic=False, mode="default")
+    if not hasattr(config, "_compile_all_devices"):
+        raise _missing("transformers", "CompileConfig._compile_all_devices", "compile rollout decoding on CPUs")
+    config._compile_all_devices = True
+    return config

@@ -146,3 +146,21 @@ def test_lm_head_gets_contiguous_hidden_states(tiny_model_dir):
         assert torch.allclose(last, model(input_ids=ids).logits[:, -4:], atol=1e-6)
     assert seen == [True, True]
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 1
+
+
+def test_inductor_still_offers_eager_rounding_and_dynamo_a_recompile_limit(monkeypatch):
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "emulate_precision_casts", False)
+    monkeypatch.setattr(dynamo_config, "recompile_limit", 8)
+    private_apis.compile_rounding_like_eager()
+    assert inductor_config.emulate_precision_casts is True and dynamo_config.recompile_limit == 64
+
+
+def test_transformers_still_compiles_generation_on_any_device_by_a_flag():
+    from transformers.generation.utils import GenerationMixin
+
+    assert "_compile_all_devices" in inspect.getsource(GenerationMixin._valid_auto_compile_criteria)
+    config = private_apis.compile_generation_on_any_device()
+    assert config._compile_all_devices is True and config.dynamic is False

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_ads.checkpoint import saved_weights
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.modeling import SCORER_META, load_base
+from rlhf_ads.ppo.compiled import compile_layers, eager as compiled_eager
 from rlhf_ads.ppo.merged import MergedPolicy
 from rlhf_ads.ppo.rollout import causal_lm_parts
 from rlhf_ads.private_apis import fuse_lora_linears, keep_4bit_layers_differentiable
@@ -40,6 +41,7 @@ class ActorCritic:
         self.model, self.tokenizer, self.value_head, self.has_reference = model, tokenizer, value_head, has_reference
         self.shared_critic = shared_critic
         self.merged: MergedPolicy | None = None
+        self.compiled = False
         self.model.eval()  # dropout off in every role; gradients still flow
 
     def merge_for_sampling(self, dtype: torch.dtype) -> None:
@@ -51,6 +53,22 @@ class ActorCritic:
         model with the policy adapter active."""
         self.use(POLICY)
         return self.model if self.merged is None else self.merged.refresh()
+
+    def compile(self) -> int:
+        """ppo.compile: the base's transformer layers compile for the update's and the rollout's scoring passes
+        (ppo/compiled.py); rollouts from the merged copy decode through a compiled step. Returns the layers."""
+        self.compiled = True
+        return compile_layers(self.model)
+
+    @property
+    def compiled_decoding(self) -> bool:
+        """Whether rollouts decode through a compiled step (ppo/decoding.py)."""
+        return self.compiled and self.merged is not None
+
+    def decoding(self):
+        """The context rollouts decode in: compiled layers of the PEFT model run eagerly there (the KV cache
+        changes shape every token); the merged copy's own compiled step is left on."""
+        return compiled_eager() if self.compiled and self.merged is None else contextlib.nullcontext()
 
     def use(self, name: str) -> None:
         """Make adapter `name` the active one (PEFT turns requires_grad on for it, off for the others); with a
@@ -118,6 +136,7 @@ class SeparateActorCritic:
     value are PEFT models with one trainable adapter each, or plain models trained in full."""
 
     shared_critic = False
+    compiled = compiled_decoding = False  # ppo.compile does not apply to separate models
 
     def __init__(self, roles: dict[str, torch.nn.Module], tokenizer, value_head: torch.nn.Linear):
         self.roles, self.tokenizer, self.value_head = roles, tokenizer, value_head
@@ -131,6 +150,9 @@ class SeparateActorCritic:
     def sampler(self) -> torch.nn.Module:
         self.use(POLICY)
         return self.model
+
+    def decoding(self):
+        return contextlib.nullcontext()
 
     @property
     def model(self):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rlhf_ads.generation import until_first_stop
+from rlhf_ads.ppo.decoding import generation_kwargs
 from rlhf_ads.ppo.losses import INVALID_LOGPROB, entropy_from_logits, logprobs_from_logits
 
 
@@ -55,14 +56,16 @@ def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -
 
 @torch.no_grad()
 def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-           top_p: float, kv_cache: str = "dynamic") -> Rollout:
-    """Sample one response per prompt with the KV cache ('dynamic' or 'static', ppo.kv_cache); cut at the first
-    stop token. The sampler's own log-probs are not kept: the cached decoding rounds differently from the full
-    forward the update runs, so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
-    cache = {"cache_implementation": "static"} if kv_cache == "static" else {}
-    out = model.generate(input_ids=query, attention_mask=query_mask, do_sample=True, temperature=temperature,
-                         top_p=top_p, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, **cache)
+           top_p: float, kv_cache: str = "dynamic", compiled: bool = False) -> Rollout:
+    """Sample one response per prompt with the KV cache ('dynamic' or 'static', ppo.kv_cache; `compiled`: a
+    static cache and a compiled decoding step, ppo/decoding.py); cut at the first stop token. The sampler's
+    own log-probs are not kept: the cached decoding rounds differently from the full forward the update
+    runs, so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
+    out = model.generate(input_ids=query, attention_mask=query_mask, return_dict_in_generate=True,
+                         **generation_kwargs(model, query.shape[1], max_new_tokens=max_new_tokens,
+                                            temperature=temperature, top_p=top_p,
+                                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                            kv_cache=kv_cache, compiled=compiled))
     stop_ids = [tokenizer.eos_token_id]
     response, mask, contains_eos = truncate_at_stop(out.sequences[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
     texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),

@@ -45,6 +45,7 @@ from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.model_card import write_model_card
 from rlhf_ads.modeling import DTYPES, resolve_dtype
 from rlhf_ads.ppo import distributed as dist
+from rlhf_ads.ppo.compiled import compile_wanted
 from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
@@ -142,6 +143,8 @@ def run(recipe: Recipe) -> dict:
     optimization = make_optimization(accelerator, actor_critic, cfg)
     if samples_merged(recipe, getattr(optimization, "zero3", False)):
         actor_critic.merge_for_sampling(DTYPES[resolve_dtype(recipe.model.dtype)])
+    if compile_wanted(recipe, under_deepspeed=hasattr(optimization, "engine")):
+        log.info("ppo.compile: %d transformer layers compile on their first pass", actor_critic.compile())
     kl_ctl = make_controller(cfg.kl)
     start_step = 0
     if main:
@@ -194,7 +197,7 @@ def _validate(validation: Validation, step: int, actor_critic: ActorCritic, opti
     """Score the policy's greedy ads on the validation prompts (every rank, the same prompts); the main process
     logs ppo/eval/* at `step` (to the tracker and <ppo>/eval.jsonl) and keeps the policy in <ppo>/best/ when
     its proxy is the best so far."""
-    with optimization.generation():
+    with optimization.generation(), actor_critic.decoding():
         metrics = validation.score(actor_critic.sampler())
     with optimization.full_weights():  # a collective under ZeRO-3: every rank enters
         if processes.is_main_process():
@@ -224,10 +227,10 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     prompts = [render_row_prompt(r, actor_critic.tokenizer) for r in batch_rows]
     # 1. rollout with the policy (its merged copy, or through the adapter)
     query, query_mask, cut = encode_prompts(actor_critic.tokenizer, prompts, cfg.max_prompt_tokens)
-    with optimization.generation():
+    with optimization.generation(), actor_critic.decoding():
         rollout = sample(actor_critic.sampler(), actor_critic.tokenizer, query, query_mask,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                         kv_cache=cfg.kv_cache)
+                         kv_cache=cfg.kv_cache, compiled=actor_critic.compiled_decoding)
     timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)

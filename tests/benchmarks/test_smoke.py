@@ -22,7 +22,8 @@ def test_tiny_run_without_peer(tiny_model_dir, tmp_path):
     reach the report."""
     command = [sys.executable, str(SCRIPT), "--base", str(tiny_model_dir), "--skip-peer", "--dtypes", "fp32",
                "--steps", "1", "--warmup", "0", "--batch-size", "2", "--mini-batch-size", "2", "--new-tokens", "4",
-               "--probe-seconds", "0.01", "--matmul-n", "64", "--probe-mb", "8", "--out", str(tmp_path)]
+               "--probe-seconds", "0.01", "--matmul-n", "64", "--probe-mb", "8", "--out", str(tmp_path),
+               "--ours-modes", "defaults,checkpointed,adapter-critic"]  # compiled: tests/ppo/test_trainer.py
     out = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     summary = json.loads((tmp_path / "results.json").read_text())

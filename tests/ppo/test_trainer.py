@@ -221,7 +221,7 @@ def test_a_static_kv_cache_samples_the_same_rollouts(tmp_path, tiny_model_dir, m
     caches, generate = [], GenerationMixin.generate
 
     def recording_generate(self, *args, **kwargs):
-        caches.append(kwargs.get("cache_implementation"))
+        caches.append(kwargs["generation_config"].cache_implementation)
         return generate(self, *args, **kwargs)
 
     monkeypatch.setattr(GenerationMixin, "generate", recording_generate)
@@ -255,7 +255,8 @@ def test_empty_generations_are_scored_not_fatal(tmp_path, tiny_model_dir, monkey
                 return scores
 
         generate = model.generate
-        model.generate = lambda **options: generate(**options, logits_processor=LogitsProcessorList([StopEvenRows()]))
+        model.generate = lambda **options: generate(**{**options, "logits_processor": LogitsProcessorList(
+            [StopEvenRows(), *options["logits_processor"]])})  # before the sampler's draw
         try:
             return sample(model, tokenizer, *args, **kwargs)
         finally:
@@ -425,11 +426,14 @@ def test_resume_reads_the_trainer_state_with_pickling_refused(tmp_path, tiny_mod
         trainer.run(recipe(tmp_path, tiny_model_dir, reward, "ppo.steps=3", "ppo.training.resume=true"))
 
 
-@pytest.mark.parametrize("critic", ["adapter", "shared"])
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_model_dir, monkeypatch, dtype, critic):
+@pytest.mark.parametrize("dtype,critic,compile", [("fp32", "adapter", "never"), ("fp32", "shared", "never"),
+                                                   ("bf16", "adapter", "never"), ("bf16", "shared", "never"),
+                                                   ("bf16", "shared", "always")])
+def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_model_dir, monkeypatch, dtype, critic,
+                                                                compile):
     """Policy = reference = SFT at the start: the old log-probs come from the same forward as the update's
-    and the reference's, so the KL in the first rewards is 0 and the first minibatch's ratios are 1."""
+    and the reference's, so the KL in the first rewards is 0 and the first minibatch's ratios are 1; also
+    with compiled layers (ppo.compile), whose graphs with and without gradients must round alike."""
     from tests.ppo.test_models import make_sft_adapter
 
     sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
@@ -442,6 +446,7 @@ def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_m
 
     monkeypatch.setattr(trainer, "policy_loss", record)
     metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
-                                 f"model.dtype={dtype}", f"ppo.critic={critic}", f"ppo.sft={sft_dir}"))
+                                 f"model.dtype={dtype}", f"ppo.critic={critic}", f"ppo.sft={sft_dir}",
+                                 f"ppo.compile={compile}"))
     assert metrics["ppo/kl"] == 0.0 and gaps[0] == 0.0
     assert max(gaps) > 0  # later minibatches see the updated policy
