@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from rlhf_ads import checkpoint
 from rlhf_ads.private_apis import wrap_trainer_checkpoint_save
 from rlhf_ads.processes import barrier, is_main_process
 
 
-def make_checkpoints_atomic(trainer, keep: int) -> None:
-    """Route `trainer`'s checkpoint saves through the staging folder."""
+def make_checkpoints_atomic(trainer, keep: int, write_extra: Callable[[Path], None] | None = None) -> None:
+    """Route `trainer`'s checkpoint saves through the staging folder; `write_extra(folder)` adds the stage's own
+    state to each checkpoint (main process) before it is published."""
     root = Path(trainer.args.output_dir)
     staging = checkpoint.staging_folder(root)
 
@@ -32,6 +34,8 @@ def make_checkpoints_atomic(trainer, keep: int) -> None:
             barrier()  # every rank has written its part
             if is_main_process():
                 name = f"{checkpoint.PREFIX}{trainer.state.global_step}"
+                if write_extra is not None:
+                    write_extra(staging / name)
                 checkpoint.publish(staging / name, root / name)
                 shutil.rmtree(staging, ignore_errors=True)
                 checkpoint.prune(root, keep)

@@ -90,17 +90,20 @@ def start_tracking(trainer, training: HFTrainingSettings, recipe: Recipe, stage:
     return tracker
 
 
-def train(trainer, training: HFTrainingSettings, out_dir: Path) -> None:
+def train(trainer, training: HFTrainingSettings, out_dir: Path, extra_state=None) -> None:
     """trainer.train() with atomic checkpoints, continuing from the newest complete checkpoint when resume is
-    asked and one exists; then, when asked, the mean of the newest checkpoints' weights."""
+    asked and one exists; then, when asked, the mean of the newest checkpoints' weights. `extra_state`: state
+    of the stage's own that each checkpoint keeps (`save(folder)`) and a resume restores (`load(folder)`)."""
     if training.average_checkpoints > 1 and is_deepspeed_zero3_enabled():
         raise ConfigError("training.average_checkpoints needs whole weights in each process; under DeepSpeed "
                           "ZeRO-3 they are partitioned: set it to 1 or use ZeRO-2")
     clear_staging(out_dir / CHECKPOINTS)
-    make_checkpoints_atomic(trainer, training.save_total_limit)
+    make_checkpoints_atomic(trainer, training.save_total_limit, extra_state.save if extra_state else None)
     latest = checkpoint.newest(out_dir / CHECKPOINTS, marker="trainer_state.json") if training.resume else None
     if training.resume:
         log.info("resuming from %s", latest or "scratch (no checkpoint yet)")
+    if latest is not None and extra_state is not None:
+        extra_state.load(latest)
     trainer.train(resume_from_checkpoint=str(latest) if latest else None)
     drop_autocast_forward(trainer.model)
     if training.average_checkpoints > 1:

@@ -25,7 +25,7 @@ from rlhf_ads.peak_memory import peak_memory_metrics, reset_peak_memory
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
 from rlhf_ads.stages.common import keep_trainable_dtype, start_tracking, train, trainer_args, write_stage_outputs
-from rlhf_ads.stages.online_rewards import prompt_dataset, trl_reward_functions
+from rlhf_ads.stages.online_rewards import NormalizationState, prompt_dataset, trl_reward_functions
 from rlhf_ads.stages.online_validation import ValidationCallback, sampling_steps
 from rlhf_ads.stages.policy import load_policy, prompt_for_trl, save_policy, sft_adapter_dir
 
@@ -67,7 +67,7 @@ def run_online(recipe: Recipe, stage: str, config_class, trainer_class, **algori
         trainer.add_callback(ValidationCallback(trainer, prompts, rewards, stage, cfg))
     tracker = start_tracking(trainer, training, recipe, stage, out_dir)
     started = time.perf_counter()
-    train(trainer, training, out_dir)
+    train(trainer, training, out_dir, extra_state=NormalizationState(rewards))
     sampled_steps = sampling_steps(trainer.state.global_step, cfg.num_iterations)
     metrics = {**online_metrics(trainer.state.log_history, stage, [c.name for c in rewards.components]),
                f"{stage}/steps": sampled_steps, f"{stage}/optimizer_steps": trainer.state.global_step,

@@ -9,6 +9,8 @@ which each component gets exactly the columns PPO would give it; TRL's own argum
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -50,3 +52,20 @@ def trl_reward_functions(rewards: CompositeReward, rows: list[dict]) -> tuple[li
     columns = reward_columns(rows)
     return ([ComponentReward(c, columns) for c in rewards.components],
             [c.weight for c in rewards.components])
+
+
+class NormalizationState:
+    """The mix's running normalization (rewards with `normalize: true`), kept in every checkpoint and restored
+    on resume, as PPO's checkpoints keep it; the main process's statistics, loaded on every rank."""
+
+    FILE = "reward_normalization.json"
+
+    def __init__(self, rewards: CompositeReward):
+        self.rewards = rewards
+
+    def save(self, folder: Path) -> None:
+        (folder / self.FILE).write_text(json.dumps(self.rewards.state_dict()))
+
+    def load(self, folder: Path) -> None:
+        if (folder / self.FILE).is_file():  # checkpoints written before it was kept
+            self.rewards.load_state_dict(json.loads((folder / self.FILE).read_text()))

@@ -30,7 +30,7 @@ def run(tmp_path_factory, tiny_model_dir):
               "sft": {"training": TRAINING, "num_samples": 0}, "dpo": {"training": TRAINING},
               "grpo": ONLINE, "rloo": ONLINE,
               "rewards": [{"function": f"{folder / 'spread.py'}:spread", "name": "spread"},
-                          {"function": "keyword_coverage", "name": "kw", "weight": 0.5}],
+                          {"function": "keyword_coverage", "name": "kw", "weight": 0.5, "normalize": True}],
               "evaluate": {"models": ["sft", *METHODS, "best_of_n"], "best_of_n": 2, "num_briefs": 5, "batch_size": 5,
                            "max_new_tokens": 4, "report_samples": 1}}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
@@ -89,3 +89,8 @@ def test_grpo_resumes_from_its_checkpoint(run, monkeypatch):
     assert [e["step"] for e in after] == [1, 2, 3] and after[:2] == before
     metrics = json.loads((run / "out/quickstart/grpo/metrics.json").read_text())["metrics"]
     assert metrics["grpo/steps"] == 3 and metrics["grpo/completions"] == 6
+    # the running normalization went on from the checkpoint's: 2 completions per step, not 2 since the resume
+    checkpoints = run / "out/quickstart/grpo/checkpoints"
+    counts = [json.loads((checkpoints / f"checkpoint-{step}/reward_normalization.json").read_text())["kw"]["count"]
+              for step in (2, 3)]
+    assert counts == [4, 6]
