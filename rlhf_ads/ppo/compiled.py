@@ -1,11 +1,12 @@
 """`ppo.compile`: torch.compile for the passes the PPO update runs.
 
 Each transformer layer of the shared base is compiled in place (regional compilation: the layers share
-their code, so one compiled graph serves all of them and compiling takes seconds per graph, not minutes),
-with dynamic shapes, so new prompt and response widths reuse it. Inductor fuses what eager PyTorch runs
-as separate passes over the activations (RMSNorm, rotary embeddings, SiLU x up, the LoRA branch's casts and
-sum), which on a CPU with AMX, or a GPU, cost more than the layer's matmuls. On the bundled 135M model in bf16
-a training forward and backward of 4 samples took 0.44 + 0.75 s compiled against 0.70 + 1.30 s eager.
+their code, so one compiled graph serves all of them; about 90 s on 2 CPU cores from an empty cache, against
+453 s for the whole trunk), with dynamic shapes, so new prompt and response widths reuse it. Inductor fuses
+what eager PyTorch runs as separate passes over the activations (RMSNorm, rotary embeddings, SiLU x up, the
+LoRA branch's casts and sum), which on a CPU with AMX cost about as much as the layer's matmuls. On the
+bundled 135M model in bf16 a training forward and backward of 4 samples took 0.44 + 0.75 s compiled against
+0.70 + 1.30 s eager.
 
 Every pass over the layers goes through the compiled graphs (the rollout's policy and reference passes,
 the update's forward and backward): with inductor rounding as eager does
