@@ -159,8 +159,7 @@ def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
     for result in results:
         result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)])
     return {"machine": machine, "command": report.command_line(), "rounds": args.rounds,
-            "spec": {k: v for k, v in spec.items()
-            if k != "step_prompts"}, "model_sizes": sizes, "results": results,
+            "spec": {k: v for k, v in spec.items() if k != "step_prompts"}, "model_sizes": sizes, "results": results,
             "comparisons": report.all_comparisons(results),
             **report.defaults_and_compile(results, resolve_dtype("auto"), machine["cpu"].get("amx")),
             "ours_default_dtype": resolve_dtype("auto"),

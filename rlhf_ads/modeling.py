@@ -259,6 +259,14 @@ def contiguous_head_input(model: torch.nn.Module) -> None:
     head.register_forward_pre_hook(_contiguous_input)
 
 
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer layers of `model` (plain or PEFT-wrapped): transformers' GradientCheckpointingLayer
+    modules, in order; empty for a model built otherwise."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
 def add_lora(model, lora, adapter_name: str = "default"):
     """Wrap `model` with a fresh trainable LoRA adapter built from `LoraSettings`."""
     from peft import LoraConfig, get_peft_model

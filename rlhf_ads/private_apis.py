@@ -7,6 +7,7 @@ upgrade that renames one fails a test instead of a user's run. Each says what pu
 
 from __future__ import annotations
 
+import functools
 from types import MethodType
 from typing import Callable
 
@@ -160,9 +161,11 @@ def compile_rounding_like_eager(recompile_limit: int = 64) -> None:
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, recompile_limit)
 
 
+@functools.cache
 def compile_generation_on_any_device():
     """A transformers CompileConfig that makes `generate` compile its decoding step (with a static cache) on
-    any device, CPUs included; transformers compiles only on accelerators otherwise.
+    any device, CPUs included; transformers compiles only on accelerators otherwise. One instance for the
+    process: a model compiles its step again whenever the config it is given differs from the last one.
 
     Private: CompileConfig._compile_all_devices. Public replacement: none; transformers documents it as
     'useful for testing purposes'."""

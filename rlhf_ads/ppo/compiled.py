@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from rlhf_ads.errors import ConfigError
+from rlhf_ads.modeling import decoder_layers
 from rlhf_ads.private_apis import compile_rounding_like_eager
 
 AUTO_MIN_STEPS = 40  # benchmarks/RESULTS.md, 2-core CPU with AMX: ~90 s to compile, paid back after 38-47 steps
@@ -43,10 +44,8 @@ def compile_wanted(recipe, under_deepspeed: bool) -> bool:
 
 def compile_layers(model: torch.nn.Module) -> int:
     """Compile each transformer layer of `model` (plain or PEFT-wrapped) in place; returns how many."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
     compile_rounding_like_eager()
-    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    layers = decoder_layers(model)
     if not layers:
         raise ConfigError(f"ppo.compile: {type(model).__name__} has no transformer layers to compile; "
                           "use ppo.compile: never")

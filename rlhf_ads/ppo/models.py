@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from rlhf_ads.checkpoint import saved_weights
 from rlhf_ads.errors import RlhfAdsError
-from rlhf_ads.modeling import SCORER_META, load_base
+from rlhf_ads.modeling import SCORER_META, decoder_layers, load_base
 from rlhf_ads.ppo.compiled import compile_layers, eager as compiled_eager
 from rlhf_ads.ppo.merged import MergedPolicy
 from rlhf_ads.ppo.rollout import causal_lm_parts
@@ -285,8 +285,6 @@ def checkpoint_layers(model: torch.nn.Module) -> None:
     without gradients (rollouts, generation with its KV cache) run as before. The
     recompute runs with the adapter that was active in the forward pass: under DeepSpeed the policy's
     and the value's losses go backward together, after the switch to the value adapter."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
     kwargs = {"use_reentrant": False}
     if isinstance(model, PeftModel):
         kwargs["context_fn"] = _recompute_with_forward_adapter(model)
@@ -294,7 +292,7 @@ def checkpoint_layers(model: torch.nn.Module) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    layers = decoder_layers(model)
     if not layers:
         raise RlhfAdsError(f"ppo.training.gradient_checkpointing: {type(model).__name__} has no checkpointable layers")
     for layer in layers:

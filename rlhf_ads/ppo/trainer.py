@@ -41,6 +41,7 @@ from rlhf_ads import checkpoint, processes, tracking
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import render_row_prompt, reward_columns
+from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.model_card import write_model_card
 from rlhf_ads.modeling import DTYPES, resolve_dtype
@@ -50,7 +51,6 @@ from rlhf_ads.ppo.kl import kl_estimate, make_controller
 from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
-from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.ppo.prompts import load_prompt_rows
 from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
 from rlhf_ads.ppo.validation import BEST, EVAL_LOG, Validation
