@@ -112,14 +112,17 @@ def generation_floor(sizes: dict, batch: int, prompt: int, response: int, dtype:
     return flops, read, seconds
 
 
-def step_work(sizes: dict, shapes: dict, batch: int, design: dict) -> dict[str, float]:
+def step_work(sizes: dict, shapes: dict, batch: int, design: dict, micro_batch: int) -> dict[str, float]:
     """FLOPs per phase of one PPO step (generation is handled by generation_floor).
 
     shapes: prompt_width, response_width, reward_tokens as a run recorded them.
     design: policy_logprob_pass (a policy forward for the rollout log-probs instead of the sampling
     logits), value_full and policy_full (full weights trained: backward costs 2 forwards), recompute
     (gradient checkpointing: the backward phase reruns the trunk forwards), shared_critic (the value head
-    reads the policy's trunk: no value pass of its own, one backward).
+    reads the policy's trunk: no value pass of its own, one backward), kept_first_pass (the update's first
+    micro-batch of `micro_batch` rows runs its training forward while the old statistics are taken, and that
+    forward also gives those rows' old log-probs: the policy's rollout pass covers only the other rows; the
+    kept forward is timed, and counted, as train_forward).
     """
     length = shapes["prompt_width"] + shapes["response_width"]
     policy = forward_flops(sizes, batch, length, with_head=True)
@@ -129,21 +132,22 @@ def step_work(sizes: dict, shapes: dict, batch: int, design: dict) -> dict[str, 
     backward = policy * (2 if design["policy_full"] else 1) + value * (2 if design["value_full"] else 1)
     if design.get("recompute"):
         backward += trunk + value
-    return {"rollout_logprobs": policy * (2 if design["policy_logprob_pass"] else 1),
+    policy_rollout = policy * (1 - micro_batch / batch if design.get("kept_first_pass") else 1)
+    return {"rollout_logprobs": policy + (policy_rollout if design["policy_logprob_pass"] else 0),
             "rollout_values": value,
             "reward": forward_flops(sizes, batch, int(reward_length), with_head=False),
             "train_forward": policy + value,
             "backward": backward}
 
 
-def floor_table(result: dict, sizes: dict, machine: dict, batch: int, design: dict) -> list[dict]:
+def floor_table(result: dict, sizes: dict, machine: dict, batch: int, design: dict, micro_batch: int) -> list[dict]:
     """Rows (phase, measured s, GFLOP, GB read, floor s, measured / floor) for one run's mean step."""
     shapes = _mean_shapes(result["steps"][-result["measured_steps"]:])
     dtype, rate = result["dtype"], machine["matmul_flops"][result["dtype"]]
     gen_flops, gen_bytes, gen_floor = generation_floor(sizes, batch, shapes["prompt_width"],
                                                        shapes["response_width"], dtype, machine)
     rows = [("generation", gen_flops, gen_bytes, gen_floor)]
-    rows += [(phase, flops, 0.0, flops / rate) for phase, flops in step_work(sizes, shapes, batch, design).items()]
+    rows += [(phase, flops, 0.0, flops / rate) for phase, flops in step_work(sizes, shapes, batch, design, micro_batch).items()]
     measured = result["phase_s"]
     table = [{"phase": p, "measured_s": measured.get(p, 0.0), "gflop": f / 1e9, "gb_read": b / 1e9, "floor_s": s,
               "x_floor": measured.get(p, 0.0) / s if s else None} for p, f, b, s in rows]

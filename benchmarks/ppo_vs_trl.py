@@ -137,9 +137,10 @@ def run_all(args, spec: dict, workdir: Path) -> list[dict]:
 
 
 # What each framework computes per step, for the FLOP count (see floor.step_work). TRL takes the policy's
-# rollout log-probs from the sampling logits; ours from a policy forward (the one its update runs).
+# rollout log-probs from the sampling logits; ours from a policy forward (the one its update runs), whose first
+# micro-batch's training forward gives that micro-batch's (ppo/update.py: KeptPass).
 _LORA = {"policy_logprob_pass": False, "policy_full": False, "value_full": False, "recompute": False}
-_OURS = dict(_LORA, policy_logprob_pass=True)
+_OURS = dict(_LORA, policy_logprob_pass=True, kept_first_pass=True)
 _SHARED = dict(_OURS, shared_critic=True)  # the stage's default critic on this work (no LoRA reward model)
 DESIGNS = {"ours/defaults": _SHARED, "ours/checkpointed": dict(_SHARED, recompute=True), "ours/adapter-critic": _OURS,
            "ours/shared-critic": _SHARED, "ours/unmerged-sampling": _SHARED, "ours/compiled": _SHARED,
@@ -157,7 +158,8 @@ def summarize(args, spec: dict, results: list[dict], machine: dict) -> dict:
 
     sizes = floor.model_sizes(json.loads((Path(spec["base_folder"]) / "config.json").read_text()))
     for result in results:
-        result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)])
+        result["floor"] = floor.floor_table(result, sizes, machine, spec["batch_size"], DESIGNS[design_key(result)],
+                                            micro_batch=spec["mini_batch_size"])  # no gradient accumulation
     return {"machine": machine, "command": report.command_line(), "rounds": args.rounds,
             "spec": {k: v for k, v in spec.items() if k != "step_prompts"}, "model_sizes": sizes, "results": results,
             "comparisons": report.all_comparisons(results),

@@ -254,7 +254,8 @@ def render(summary: dict) -> str:
         "Phases are timed from outside by wrapping functions (see benchmarks/README.md). TRL takes the policy's "
         "rollout log-probs from the sampling logits, so its `rollout_logprobs` is the reference pass only; ours "
         "adds a policy forward (the update's own, so that the first ratios are exactly 1), which with the shared "
-        "critic also gives the values. "
+        "critic also gives the values; for the update's first micro-batch that forward is the training forward "
+        "itself, run with gradients and kept for the update, so it counts as `train_forward`. "
         "With gradient checkpointing the recomputed forward counts as `backward`. Our reward model reads the "
         "compact brief context plus the ad, TRL's reads the whole prompt plus the response.", "",
         "## Floor", "",

@@ -2,7 +2,8 @@
 
     python benchmarks/run_ours.py --spec spec.json --dtype fp32 --result ours-fp32.json --workdir DIR
 
-Phases are timed from outside by wrapping the trainer's module-level functions (no library hooks):
+Phases are timed from outside by wrapping module-level functions of ppo/trainer.py and ppo/update.py
+(no library hooks):
 generation = sample; rollout_logprobs = policy + reference log-prob passes; rollout_values = value pass;
 reward = the reward mix (a learned reward model on the same base); train_forward / backward / optimizer
 = the PPO update.
@@ -61,6 +62,7 @@ def install_timers(timer: PhaseTimer, prompts_seen: list) -> None:
     """Wrap the trainer's phases; record prompt ids and tensor widths per step."""
     import rlhf_ads.modeling as modeling
     import rlhf_ads.ppo.trainer as trainer
+    import rlhf_ads.ppo.update as update
     from rlhf_ads.rewards import CompositeReward
 
     def record_prompts(shapes, result, args, kwargs):
@@ -77,9 +79,10 @@ def install_timers(timer: PhaseTimer, prompts_seen: list) -> None:
 
     timer.wrap(trainer, "encode_prompts", None, observe=record_prompts)
     timer.wrap(trainer, "sample", "generation", observe=record_rollout)
-    timer.wrap(trainer, "response_logprobs", grad_phase("train_forward", "rollout_logprobs"))
-    timer.wrap(trainer, "response_values", grad_phase("train_forward", "rollout_values"))
-    timer.wrap(trainer, "response_stats", grad_phase("train_forward", "rollout_logprobs"))
+    timer.wrap(trainer, "response_logprobs", "rollout_logprobs")  # the reference pass
+    for name, no_grad_phase in (("response_logprobs", "rollout_logprobs"), ("response_values", "rollout_values"),
+                                ("response_stats", "rollout_logprobs")):  # the policy's and critic's passes
+        timer.wrap(update, name, grad_phase("train_forward", no_grad_phase))
     timer.wrap(CompositeReward, "score", "reward")
     timer.wrap(modeling, "encode_for_scoring", None, observe=record_reward_tokens)
     timer.wrap(torch.Tensor, "backward", "backward")

@@ -40,6 +40,7 @@ class LocalOptimization:
     """AdamW on this process's parameters; gradients averaged over ranks by an explicit all-reduce."""
 
     restores_weights = False  # a checkpoint's adapters are loaded by the caller
+    keeps_graphs = True  # a forward's graph may wait across other passes before its backward (trainer.KeptPass)
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_grad_norm: float, grad_accum: int):
         self.optimizer, self.max_grad_norm, self.grad_accum = optimizer, max_grad_norm, grad_accum
@@ -123,6 +124,7 @@ class DeepSpeedOptimization:
     ppo.training.max_grad_norm and applies the optimizer at the end of each minibatch."""
 
     restores_weights = True  # the engine checkpoint holds the trainable weights
+    keeps_graphs = False  # the engine tracks each forward up to its backward
 
     def __init__(self, accelerator, model: torch.nn.Module, value_head: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, *, micro_batch_size: int, grad_accum: int, max_grad_norm: float):

@@ -5,7 +5,8 @@ One base model carries the policy, reference and value adapters (ppo/models.py).
     1. rollout       sample responses for a batch of prompts; cut at the first stop token
     2. score         the reward mix on the texts; missing-EOS penalty
     3. old stats     policy/reference log-probs and values on the sampled sequences, from the forward passes
-                     the update runs (one pass for policy and values with ppo.critic: shared)
+                     the update runs (one pass for policy and values with ppo.critic: shared); the update's
+                     first micro-batch runs its training forward here and keeps its graph (ppo/update.py)
     4. rewards       per-token -beta * KL, the score (minus the batch's mean with center_scores) added at the
                      last response token
     5. advantages    GAE, whitened per batch
@@ -48,11 +49,12 @@ from rlhf_ads.modeling import DTYPES, resolve_dtype
 from rlhf_ads.ppo import distributed as dist
 from rlhf_ads.ppo.compiled import compile_wanted
 from rlhf_ads.ppo.kl import kl_estimate, make_controller
-from rlhf_ads.ppo.losses import gae, masked_mean, masked_whiten, policy_loss, token_rewards, value_loss
+from rlhf_ads.ppo.losses import gae, masked_whiten, token_rewards
 from rlhf_ads.ppo.models import POLICY, VALUE, ActorCritic, build_actor_critic
 from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.ppo.prompts import load_prompt_rows
-from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, response_stats, response_values, sample
+from rlhf_ads.ppo.update import keep_first_pass, old_policy_stats, run_update, update_plan
+from rlhf_ads.ppo.rollout import encode_prompts, response_logprobs, sample
 from rlhf_ads.ppo.validation import BEST, EVAL_LOG, Validation
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.seeding import seed_everything
@@ -240,10 +242,11 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
         scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)
     timer.lap("score")
     # 3. old statistics from the forward the update runs: policy and reference log-probs, values
+    train_policy = step >= cfg.critic_warmup_steps
+    plan = update_plan(cfg)
+    kept = keep_first_pass(cfg, actor_critic, optimization, rollout, plan) if train_policy else None
     with torch.no_grad():
-        logprobs, _, values = _policy_pass(cfg, actor_critic, optimization, rollout)
-        if values is None:
-            values = _value_pass(cfg, actor_critic, optimization, rollout)
+        logprobs, values = old_policy_stats(cfg, actor_critic, optimization, rollout, kept)
         with actor_critic.reference_context():
             ref_logprobs = optimization.forward(
                 lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature))
@@ -257,8 +260,8 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     advantages, returns = gae(rewards_per_token, values, mask, cfg.gamma, cfg.lam)
     advantages = masked_whiten(advantages, mask) * mask
     # 6. PPO epochs over shuffled minibatches (value only during the critic warm-up)
-    train_stats = _update(cfg, actor_critic, optimization, rollout, logprobs, values, advantages, returns,
-                          train_policy=step >= cfg.critic_warmup_steps)
+    train_stats = run_update(cfg, actor_critic, optimization, rollout, logprobs, values, advantages, returns,
+                          train_policy=train_policy, plan=plan, kept=kept)
     timer.lap("update")
     # 7. metrics, KL controller, samples
     elapsed = time.perf_counter() - started
@@ -284,68 +287,6 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
             tracker.log_samples([dict(s, prompt=p) for s, p in zip(samples, prompts)], step + 1)
     log.info("ppo step %d: score %.3f kl %.3f", step + 1, metrics["ppo/score"], metrics["ppo/kl"])
     return metrics
-
-
-def _update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logprobs, old_values, advantages, returns,
-            train_policy: bool = True) -> dict:
-    """ppo_epochs passes of clipped policy and value updates over shuffled minibatches; each minibatch is
-    `grad_accum` micro-batches whose gradients add up (and are averaged over ranks) before one optimizer
-    step. With train_policy False only the value function learns: the policy gets no gradient, and its
-    parameters and optimizer state stay as they are."""
-    stats: dict[str, list[float]] = {}
-    optimization.train_policy(train_policy)
-    for _ in range(cfg.ppo_epochs):
-        for minibatch in torch.randperm(cfg.batch_size).split(cfg.mini_batch_size):
-            for index in minibatch.split(cfg.micro_batch_size):
-                mb = rollout.select(index)
-                mask = mb.response_mask
-                new_values, pg_loss, logged = None, 0.0, {}
-                if train_policy:
-                    new_logprobs, entropy, new_values = _policy_pass(cfg, actor_critic, optimization, mb,
-                                                                     with_entropy=True)
-                    pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
-                                                    cfg.cliprange)
-                    logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
-                              "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
-                if new_values is None:  # a value adapter: the policy's graph goes before the value's pass
-                    if train_policy:
-                        optimization.backward(pg_loss)
-                        pg_loss = 0.0
-                    new_values = _value_pass(cfg, actor_critic, optimization, mb)
-                vf_loss, vf_stats = value_loss(new_values, old_values[index], returns[index], mask, cfg.cliprange_value)
-                optimization.backward(pg_loss + cfg.vf_coef * vf_loss)
-                optimization.end_micro_batch()
-                logged.update({"ppo/value_loss": vf_loss, "ppo/value_clipfrac": vf_stats["clipfrac"]})
-                for key, value in logged.items():
-                    stats.setdefault(key, []).append(float(value.detach()))
-            stats.setdefault("ppo/grad_norm", []).append(optimization.step())
-    return {k: sum(v) / len(v) for k, v in stats.items()}
-
-
-def _policy_pass(cfg, actor_critic: ActorCritic, optimization, rollout, *, with_entropy: bool = False):
-    """The policy's forward over `rollout`: (log-probs (B, R), entropy (B, R) or None, values (B, R) or None);
-    with a shared critic the values come from the same pass."""
-    actor_critic.use(POLICY)
-    if actor_critic.shared_critic:
-        logprobs, values, *entropy = optimization.forward(lambda: response_stats(
-            actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
-            with_entropy=with_entropy))
-        return logprobs, (entropy or [None])[0], values
-    out = optimization.forward(
-        lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature, with_entropy=with_entropy))
-    return (*out, None) if with_entropy else (out, None, None)
-
-
-def _value_pass(cfg, actor_critic: ActorCritic, optimization, rollout) -> torch.Tensor:
-    """Values (B, R) from the critic alone: the value adapter's pass, or with a shared critic the value head
-    on the policy's trunk run without gradients (the critic warm-up)."""
-    if actor_critic.shared_critic:
-        actor_critic.use(POLICY)
-        return optimization.forward(lambda: response_stats(
-            actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
-            value_only=True))[1]
-    actor_critic.use(VALUE)
-    return optimization.forward(lambda: response_values(actor_critic.trunk, actor_critic.value_head, rollout))
 
 
 def _append(path: Path, record: dict) -> None:

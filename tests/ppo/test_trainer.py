@@ -9,7 +9,7 @@ from accelerate import Accelerator
 
 from rlhf_ads import config
 from rlhf_ads.errors import RlhfAdsError
-from rlhf_ads.ppo import trainer
+from rlhf_ads.ppo import trainer, update
 from rlhf_ads.ppo.kl import make_controller
 from rlhf_ads.ppo.optimization import make_optimization
 from rlhf_ads.ppo.prompts import load_prompt_rows
@@ -109,7 +109,7 @@ def test_one_update_moves_log_probs_along_the_advantages(tmp_path, tiny_model_di
         old = response_logprobs(ac.model, rollout, 1.0)
     advantages = torch.tensor([1.0, -1.0, 1.0, -1.0]).unsqueeze(1).expand_as(old) * rollout.response_mask
     optimization = make_optimization(Accelerator(), ac, loaded.ppo)
-    trainer._update(loaded.ppo, ac, optimization, rollout, old, torch.zeros_like(old), advantages, torch.zeros_like(old))
+    update.run_update(loaded.ppo, ac, optimization, rollout, old, torch.zeros_like(old), advantages, torch.zeros_like(old))
     ac.use(POLICY)
     with torch.no_grad():
         new = response_logprobs(ac.model, rollout, 1.0)
@@ -162,11 +162,57 @@ def test_gradient_accumulation_averages_the_micro_batch_losses(tmp_path, tiny_mo
     monkeypatch.setattr(optimization, "step", lambda: captured.append(
         [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]) or 0.0)
     monkeypatch.setattr(torch, "randperm", lambda n, **kwargs: torch.arange(n))  # micro-batches [0, 1], [2, 3]
-    trainer._update(loaded.ppo, actor_critic, optimization, rollout, old, torch.zeros_like(old), advantages, returns)
+    update.run_update(loaded.ppo, actor_critic, optimization, rollout, old, torch.zeros_like(old), advantages, returns)
     assert len(captured) == 1
     assert any(g.abs().sum() > 0 for g in expected)
     for got, want in zip(captured[0], expected):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_the_kept_first_forward_gives_the_old_stats_and_gradients_of_fresh_passes(tmp_path, tiny_model_dir,
+                                                                                   monkeypatch, critic):
+    """The update's first micro-batch runs its training forward with the old statistics (update.KeptPass). Its
+    old log-probs and values, and the raw gradients of the whole update, equal those of running every pass
+    afresh, also with a value adapter whose pass in between turns the policy's requires_grad off."""
+    from rlhf_ads.ppo.models import POLICY, build_actor_critic
+    from tests.ppo.test_models import tiny_rollout
+
+    loaded = recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.batch_size=4",
+                    "ppo.mini_batch_size=4", "ppo.training.grad_accum=2", f"ppo.critic={critic}")
+    torch.manual_seed(0)
+    actor_critic = build_actor_critic(loaded, None, None)
+    rollout = tiny_rollout(len(actor_critic.tokenizer)).select(torch.tensor([0, 1, 1, 0]))
+    rollout.response_mask[2, 2:] = False
+    advantages = torch.tensor([[1.0], [-1.0], [0.5], [2.0]]) * rollout.response_mask
+    returns = torch.ones(4, rollout.response.shape[1]) * rollout.response_mask
+    params = [p for group in actor_critic.trainable_parameters().values() for p in group]
+    optimization = make_optimization(Accelerator(), actor_critic, loaded.ppo)
+    captured = []
+    monkeypatch.setattr(optimization, "step", lambda: captured.append(  # the raw gradients; no update
+        [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]) or 0.0)
+
+    def run_update(keep: bool):
+        for param in params:
+            param.grad = None
+        torch.manual_seed(1)
+        plan = update.update_plan(loaded.ppo)
+        kept = update.keep_first_pass(loaded.ppo, actor_critic, optimization, rollout, plan) if keep else None
+        with torch.no_grad():
+            old, values = update.old_policy_stats(loaded.ppo, actor_critic, optimization, rollout, kept)
+            with actor_critic.reference_context():
+                response_logprobs(actor_critic.model, rollout, loaded.ppo.temperature)
+        update.run_update(loaded.ppo, actor_critic, optimization, rollout, old, values - 0.5, advantages, returns,
+                        plan=plan, kept=kept)
+        return old, values, captured[-1]
+
+    fresh, kept = run_update(keep=False), run_update(keep=True)
+    assert len(captured) == 2  # one optimizer step per update
+    torch.testing.assert_close(kept[0], fresh[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(kept[1], fresh[1], rtol=0, atol=1e-6)
+    assert sum(g.abs().sum() for g in fresh[2][:len(actor_critic.trainable_parameters()[POLICY])]) > 0
+    for got, want in zip(kept[2], fresh[2]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_the_score_lands_on_the_last_response_token_minus_the_missing_eos_penalty(tmp_path, tiny_model_dir,
@@ -438,13 +484,13 @@ def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_m
 
     sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
     gaps = []
-    policy_loss = trainer.policy_loss
+    policy_loss = update.policy_loss
 
     def record(new_logprobs, old_logprobs, advantages, mask, *args):
         gaps.append(((new_logprobs - old_logprobs).abs() * mask).max().item())
         return policy_loss(new_logprobs, old_logprobs, advantages, mask, *args)
 
-    monkeypatch.setattr(trainer, "policy_loss", record)
+    monkeypatch.setattr(update, "policy_loss", record)
     metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
                                  f"model.dtype={dtype}", f"ppo.critic={critic}", f"ppo.sft={sft_dir}",
                                  f"ppo.compile={compile}"))
