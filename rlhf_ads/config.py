@@ -240,7 +240,8 @@ class PPOStageConfig:
     eval_prompts: DataSource = option(help="Validation prompts for eval_every: briefs or prompts not trained on, "
                                            "and not the held-out ones `evaluate` reports on.",
                                       factory=lambda: DataSource("bundled:briefs:validation"))
-    eval_num_prompts: int = option(32, help="How many validation prompts (the first N).")
+    eval_num_prompts: int = option(32, help="How many validation prompts, with the source's mix of ad targets "
+                                            "(platform, field).")
     micro_batch_size: int = derived(help="mini_batch_size / training.grad_accum: samples per forward pass.")
 
     def __post_init__(self):
@@ -268,7 +269,8 @@ class EvaluateConfig:
         factory=lambda: ["base", "sft", "ppo"])
     briefs: DataSource = option(help="Held-out briefs or plain prompts (the 'prompts' kind of `rlhf-ads data check`).",
                                 factory=lambda: DataSource("bundled:heldout"))
-    num_briefs: int | Literal["all"] = option(64, help="How many briefs (the first N), or 'all'.")
+    num_briefs: int | Literal["all"] = option(64, help="How many briefs, with the source's mix of ad targets "
+                                                       "(platform, field), or 'all'.")
     samples_per_brief: int = option(0, help=(
         "Besides the greedy ad, sample this many ads per brief at the policy's temperature and top_p "
         "(ppo.temperature, ppo.top_p) and report means over them too (eval/<model>/sampled/<metric>); 0: greedy only."))

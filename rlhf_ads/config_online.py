@@ -75,8 +75,8 @@ class OnlineRLConfig:
         "completions sampled so far (<stage>/eval/completions). 0: off."))
     eval_prompts: DataSource | None = option(None, help=(
         "Validation prompts for eval_every; default ppo.eval_prompts, so that the methods' curves compare."))
-    eval_num_prompts: int | None = option(None, help="How many validation prompts (the first N); default "
-                                                     "ppo.eval_num_prompts.")
+    eval_num_prompts: int | None = option(None, help="How many validation prompts (with the source's mix of ad "
+                                                     "targets); default ppo.eval_num_prompts.")
     training: OnlineTrainingSettings = option(help="Optimizer, logging and checkpoints.", factory=OnlineTrainingSettings)
     completions_per_step: int = derived(help="prompts_per_step x num_generations: completions sampled per step.")
 

@@ -168,6 +168,27 @@ def row_target(row: dict) -> tuple[str | None, str | None, int | None]:
     return platform, field, (field_spec(platform, field).max_chars if platform and field else None)
 
 
+def representative_rows(rows: list[dict], count: int) -> list[dict]:
+    """`count` of `rows` (all when there are no more) with the mix of ad targets (platform, field) the rows have:
+    each target gets its exact share count * n_target / len(rows) rounded down, the seats left go to the largest
+    remainders (ties: the target met first), and each target gives its first rows. File order is kept.
+
+    The first rows of a file need not be a sample: the bundled validation split's first 48 briefs held no Meta
+    headline (docs/ppo_outcome.md), so a validation curve on them overstated within-limit ads. Rows without a
+    target form one group of their own."""
+    if count >= len(rows):
+        return list(rows)
+    by_target: dict[tuple, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_target.setdefault(row_target(row)[:2], []).append(index)
+    seats = {target: divmod(count * len(indices), len(rows)) for target, indices in by_target.items()}
+    left = count - sum(whole for whole, _ in seats.values())
+    order = sorted(by_target, key=lambda target: (-seats[target][1], by_target[target][0]))
+    chosen = [index for rank, target in enumerate(order)
+              for index in by_target[target][:seats[target][0] + (rank < left)]]
+    return [rows[index] for index in sorted(chosen)]
+
+
 def row_id(row: dict) -> str | None:
     """A row's id: its brief's, its own `id`, else its `brief_id`."""
     if row.get("brief") is not None and row["brief"].id:

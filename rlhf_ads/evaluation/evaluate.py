@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from rlhf_ads.best_of_n import best_of_n, best_of_n_kl
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
-from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_id, row_target
+from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, representative_rows, reward_columns,
+                           row_id, row_target)
 from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.comparison import BEST_OF_N
@@ -160,7 +161,7 @@ def run(recipe: Recipe) -> dict:
     out_dir = recipe.stage_dir(OUTPUT_FOLDER)
     folders = model_folders(recipe)
     briefs = load_prompts(cfg.briefs.path, **data_options(cfg.briefs, out_dir))  # rows: briefs or plain prompts
-    briefs = briefs if cfg.num_briefs == "all" else briefs[: cfg.num_briefs]
+    briefs = briefs if cfg.num_briefs == "all" else representative_rows(briefs, cfg.num_briefs)
     model, tokenizer = load_checkpoints(recipe, folders)
     prompts = [render_row_prompt(b, tokenizer) for b in briefs]
     rewards = CompositeReward.from_specs(recipe.rewards) if recipe.rewards else None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlhf_ads.data import data_options, load_prompts, render_row_prompt, reward_columns, row_target
+from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, representative_rows, reward_columns,
+                           row_target)
 from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.evaluation.metrics import distinct_n
 from rlhf_ads.generation import generate_completions
@@ -19,8 +20,9 @@ class ValidationPrompts:
     """The fixed validation prompts of one run, rendered for the policy's tokenizer."""
 
     def __init__(self, source, count: int, tokenizer, out_dir: Path, max_new_tokens: int):
-        """source: a `DataSource` of briefs or prompts, of which the first `count` validate."""
-        self.rows = load_prompts(source.path, **data_options(source, out_dir))[:count]
+        """source: a `DataSource` of briefs or prompts, of which `count` validate, with the source's mix of ad
+        targets (representative_rows)."""
+        self.rows = representative_rows(load_prompts(source.path, **data_options(source, out_dir)), count)
         self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
         self.columns = reward_columns(self.rows)
         self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
@@ -30,16 +32,23 @@ class ValidationPrompts:
         raw values for components under running normalization, so that every validation is scored alike and the
         training's statistics stay as they are), <prefix>/<component> (raw means), <prefix>/distinct_2 (what
         over-optimization costs in diversity), <prefix>/within_limit (the share of ads with a limit that keep it)
-        and, when every row is a brief with a limit, <prefix>/gold."""
+        and <prefix>/within_limit/<platform>/<field> per ad target, and, when every row is a brief with a limit,
+        <prefix>/gold."""
         ads = generate_completions(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens,
                                    temperature=0.0, batch_size=len(self.prompts))
         scored = rewards.score(ads, self.prompts, running_normalization=False, **self.columns)
         metrics = {f"{prefix}/{name}": mean for name, mean in scored.raw_means().items()}
         metrics[f"{prefix}/reward"] = sum(scored.total) / len(ads)
         metrics[f"{prefix}/distinct_2"] = distinct_n(ads, 2)
-        limited = [(ad, platform, limit) for ad, (platform, _, limit) in zip(ads, map(row_target, self.rows)) if limit]
-        if limited:
-            metrics[f"{prefix}/within_limit"] = sum(0 < width_for(ad, p) <= n for ad, p, n in limited) / len(limited)
+        kept_per_target: dict[str, list[bool]] = {}
+        for ad, (platform, field, limit) in zip(ads, map(row_target, self.rows)):
+            if limit:
+                kept_per_target.setdefault(f"{platform}/{field}", []).append(0 < width_for(ad, platform) <= limit)
+        if kept_per_target:
+            kept = [flag for flags in kept_per_target.values() for flag in flags]
+            metrics[f"{prefix}/within_limit"] = sum(kept) / len(kept)
+            metrics.update({f"{prefix}/within_limit/{target}": sum(flags) / len(flags)
+                            for target, flags in kept_per_target.items()})
         if (gold := mean_gold(self.rows, ads)) is not None:
             metrics[f"{prefix}/gold"] = gold
         return metrics

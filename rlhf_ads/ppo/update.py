@@ -83,7 +83,7 @@ def _rows_in_order(first_index: torch.Tensor, first: torch.Tensor | None, rest_i
 
 
 def run_update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logprobs, old_values, advantages, returns,
-            train_policy: bool = True, plan=None, kept: KeptPass | None = None) -> dict:
+               train_policy: bool = True, plan=None, kept: KeptPass | None = None) -> dict:
     """ppo_epochs passes of clipped policy and value updates over shuffled minibatches (`plan`, drawn here when
     not given); each minibatch is `grad_accum` micro-batches whose gradients add up (and are averaged over
     ranks) before one optimizer step. `kept`: the first micro-batch's forward, run already. With train_policy
@@ -103,7 +103,7 @@ def run_update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logpro
                         new_logprobs, entropy, new_values, kept = kept.logprobs, kept.entropy, kept.values, None
                     else:
                         new_logprobs, entropy, new_values = policy_pass(cfg, actor_critic, optimization, mb,
-                                                                         with_entropy=True)
+                                                                        with_entropy=True)
                     pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
                                                     cfg.cliprange)
                     logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],

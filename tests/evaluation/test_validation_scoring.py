@@ -3,7 +3,7 @@
 import pytest
 
 from rlhf_ads.config import DataSource, RewardSpec
-from rlhf_ads.data import row_target
+from rlhf_ads.data import representative_rows, row_target
 from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.evaluation import validation
 from rlhf_ads.modeling import load_tokenizer
@@ -19,6 +19,24 @@ def test_scores_name_within_limit_and_distinct_2_of_the_greedy_ads(tmp_path, tin
     mix = CompositeReward.from_specs([RewardSpec(function="length_fit", name="fit")])
     metrics = validation.ValidationPrompts.score(prompts, model=None, rewards=mix, prefix="run/eval")
     assert metrics["run/eval/within_limit"] == 0.5
+    first, second = ("/".join(row_target(row)[:2]) for row in prompts.rows)
+    assert metrics[f"run/eval/within_limit/{second}"] == (0.5 if first == second else 0.0)
+    assert metrics[f"run/eval/within_limit/{first}"] == (0.5 if first == second else 1.0)
     assert metrics["run/eval/distinct_2"] == pytest.approx(5 / 6)  # "save on" twice among 4 + 2 bigrams
     assert metrics["run/eval/gold"] == pytest.approx(mean_gold(prompts.rows, ads))
     assert metrics["run/eval/fit"] == pytest.approx(sum(mix.score(ads, prompts.prompts, **prompts.columns).raw["fit"]) / 2)
+
+
+def test_validation_rows_keep_the_sources_mix_of_ad_targets():
+    """Not the file's first rows: each (platform, field) gets its exact share, rounded down, and the seats left go
+    to the largest remainders, ties to the target met first; file order is kept."""
+    targets = [("google_rsa", "headline")] * 5 + [("meta", "headline")] * 3 + [("meta", "primary_text")] * 2
+    rows = [{"id": i, "platform": platform, "field": field} for i, (platform, field) in enumerate(targets)]
+
+    def ids(count):
+        return [row["id"] for row in representative_rows(rows, count)]
+
+    assert ids(5) == [0, 1, 2, 5, 8]  # shares 2.5, 1.5, 1.0: the tied remainder goes to google (met first)
+    assert ids(4) == [0, 1, 5, 8]  # shares 2.0, 1.2, 0.8: the seat left goes to the largest remainder
+    assert ids(1) == [0]
+    assert ids(10) == ids(12) == list(range(10))
