@@ -24,7 +24,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# SFT -> reward model -> PPO -> evaluate on the bundled model and data (~5 min on 2 CPU cores with AMX);
+# SFT -> reward model -> PPO -> evaluate on the bundled model and data (~6 min on 2 CPU cores with AMX);
 # writes runs/quickstart/report/report.html. After an interruption: RESUME=--resume make quickstart.
 quickstart: install
 	$(BIN)/rlhf-ads pipeline recipes/quickstart.yaml $(RESUME)
