@@ -21,7 +21,8 @@ class ValidationPrompts:
 
     def __init__(self, source, count: int, tokenizer, out_dir: Path, max_new_tokens: int):
         """source: a `DataSource` of briefs or prompts, of which `count` validate, with the source's mix of ad
-        targets (representative_rows)."""
+        targets (representative_rows). max_new_tokens: `evaluate`'s budget, not the rollouts', so that the curve
+        scores ads as the report will (a rollout's budget cuts ads that evaluation lets run over their limit)."""
         self.rows = representative_rows(load_prompts(source.path, **data_options(source, out_dir)), count)
         self.prompts = [render_row_prompt(r, tokenizer) for r in self.rows]
         self.columns = reward_columns(self.rows)

@@ -23,7 +23,8 @@ class Validation:
 
     def __init__(self, recipe, tokenizer, rewards: CompositeReward, out_dir: Path, start_step: int):
         cfg = recipe.ppo
-        self.prompts = ValidationPrompts(cfg.eval_prompts, cfg.eval_num_prompts, tokenizer, out_dir, cfg.max_new_tokens)
+        self.prompts = ValidationPrompts(cfg.eval_prompts, cfg.eval_num_prompts, tokenizer, out_dir,
+                                         recipe.evaluate.max_new_tokens)
         self.rewards, self.out_dir = rewards, out_dir
         self.best = self._saved_best(start_step)
 

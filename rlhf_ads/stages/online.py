@@ -63,7 +63,7 @@ def run_online(recipe: Recipe, stage: str, config_class, trainer_class, **algori
     if cfg.eval_every:
         prompts = ValidationPrompts(cfg.eval_prompts or recipe.ppo.eval_prompts,
                                     cfg.eval_num_prompts or recipe.ppo.eval_num_prompts, tokenizer, out_dir,
-                                    cfg.max_new_tokens)
+                                    recipe.evaluate.max_new_tokens)
         trainer.add_callback(ValidationCallback(trainer, prompts, rewards, stage, cfg))
     tracker = start_tracking(trainer, training, recipe, stage, out_dir)
     started = time.perf_counter()

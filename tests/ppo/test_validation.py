@@ -17,7 +17,7 @@ TINY = ["model.dtype=fp32", "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.pp
 
 def test_validation_logs_proxy_and_gold_and_keeps_the_best_policy(tmp_path, tiny_model_dir):
     recipe = config.load(None, [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", *TINY, "ppo.steps=3",
-                                "ppo.eval_every=2", "ppo.eval_num_prompts=3"])
+                                "ppo.eval_every=2", "ppo.eval_num_prompts=3", "evaluate.max_new_tokens=5"])
     recipe.rewards = [config.RewardSpec(function=write_length_reward(tmp_path), name="mine")]
     final = trainer.run(recipe)
     out = tmp_path / "quickstart/ppo"
@@ -38,6 +38,7 @@ def test_validation_logs_proxy_and_gold_and_keeps_the_best_policy(tmp_path, tiny
         assert Validation(recipe, tokenizer, mix, out, start_step=best["step"] - 1).best is None
         assert not (out / "best").exists()
     assert Validation(recipe, tokenizer, mix, out, start_step=0).best is None  # a fresh run starts clean
+    assert Validation(recipe, tokenizer, mix, out, start_step=0).prompts.max_new_tokens == 5  # evaluate's budget
     assert not (out / "best").exists() and not (out / "eval.jsonl").exists()
 
 
