@@ -147,7 +147,8 @@ def floor_table(result: dict, sizes: dict, machine: dict, batch: int, design: di
     gen_flops, gen_bytes, gen_floor = generation_floor(sizes, batch, shapes["prompt_width"],
                                                        shapes["response_width"], dtype, machine)
     rows = [("generation", gen_flops, gen_bytes, gen_floor)]
-    rows += [(phase, flops, 0.0, flops / rate) for phase, flops in step_work(sizes, shapes, batch, design, micro_batch).items()]
+    work = step_work(sizes, shapes, batch, design, micro_batch)
+    rows += [(phase, flops, 0.0, flops / rate) for phase, flops in work.items()]
     measured = result["phase_s"]
     table = [{"phase": p, "measured_s": measured.get(p, 0.0), "gflop": f / 1e9, "gb_read": b / 1e9, "floor_s": s,
               "x_floor": measured.get(p, 0.0) / s if s else None} for p, f, b, s in rows]

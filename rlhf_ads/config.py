@@ -235,8 +235,9 @@ class PPOStageConfig:
         "go to metrics.jsonl."), factory=PPOTrainingSettings)
     eval_every: int = option(0, help=(
         "Every N steps (and before the first and after the last), one greedy ad per validation prompt "
-        "(ppo.eval_prompts) with evaluate.max_new_tokens, scored by the reward mix (ppo/eval/reward, the proxy) and, for briefs, by the gold "
-        "utility (ppo/eval/gold); the policy with the best validation proxy is kept in <ppo>/best/policy. 0: off."))
+        "(ppo.eval_prompts) with evaluate.max_new_tokens, scored by the reward mix (ppo/eval/reward, the proxy) "
+        "and, for briefs, by the gold utility (ppo/eval/gold); the policy with the best validation proxy is kept "
+        "in <ppo>/best/policy. 0: off."))
     eval_prompts: DataSource = option(help="Validation prompts for eval_every: briefs or prompts not trained on, "
                                            "and not the held-out ones `evaluate` reports on.",
                                       factory=lambda: DataSource("bundled:briefs:validation"))

@@ -168,6 +168,13 @@ def row_target(row: dict) -> tuple[str | None, str | None, int | None]:
     return platform, field, (field_spec(platform, field).max_chars if platform and field else None)
 
 
+def within_row_limit(ad: str, row: dict) -> bool | None:
+    """Whether `ad` keeps the character limit of the row's ad target (row_target), as the platform counts
+    characters; None when the row names no target with a limit."""
+    platform, _, limit = row_target(row)
+    return None if limit is None else 0 < width_for(ad, platform) <= limit
+
+
 def representative_rows(rows: list[dict], count: int) -> list[dict]:
     """`count` of `rows` (all when there are no more) with the mix of ad targets (platform, field) the rows have:
     each target gets its exact share count * n_target / len(rows) rounded down, the seats left go to the largest

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, representative_rows, reward_columns,
-                           row_target)
+                           row_target, within_row_limit)
 from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.evaluation.metrics import distinct_n
 from rlhf_ads.generation import generate_completions
-from rlhf_ads.platforms import width_for
 
 
 class ValidationPrompts:
@@ -42,12 +41,12 @@ class ValidationPrompts:
         metrics[f"{prefix}/reward"] = sum(scored.total) / len(ads)
         metrics[f"{prefix}/distinct_2"] = distinct_n(ads, 2)
         kept_per_target: dict[str, list[bool]] = {}
-        for ad, (platform, field, limit) in zip(ads, map(row_target, self.rows)):
-            if limit:
-                kept_per_target.setdefault(f"{platform}/{field}", []).append(0 < width_for(ad, platform) <= limit)
+        for ad, row in zip(ads, self.rows):
+            if (kept := within_row_limit(ad, row)) is not None:
+                kept_per_target.setdefault("/".join(row_target(row)[:2]), []).append(kept)
         if kept_per_target:
-            kept = [flag for flags in kept_per_target.values() for flag in flags]
-            metrics[f"{prefix}/within_limit"] = sum(kept) / len(kept)
+            flags = [flag for target_flags in kept_per_target.values() for flag in target_flags]
+            metrics[f"{prefix}/within_limit"] = sum(flags) / len(flags)
             metrics.update({f"{prefix}/within_limit/{target}": sum(flags) / len(flags)
                             for target, flags in kept_per_target.items()})
         if (gold := mean_gold(self.rows, ads)) is not None:

@@ -40,7 +40,7 @@ class LocalOptimization:
     """AdamW on this process's parameters; gradients averaged over ranks by an explicit all-reduce."""
 
     restores_weights = False  # a checkpoint's adapters are loaded by the caller
-    keeps_graphs = True  # a forward's graph may wait across other passes before its backward (trainer.KeptPass)
+    keeps_graphs = True  # a forward's graph may wait across other passes before its backward (ppo/update.py: KeptPass)
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_grad_norm: float, grad_accum: int):
         self.optimizer, self.max_grad_norm, self.grad_accum = optimizer, max_grad_norm, grad_accum

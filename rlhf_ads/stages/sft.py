@@ -15,10 +15,10 @@ import datasets
 from trl import SFTConfig, SFTTrainer
 
 from rlhf_ads.config import Recipe
-from rlhf_ads.data import data_options, load_prompts, load_rows, render_row_prompt, row_completion, row_id, row_target
+from rlhf_ads.data import (data_options, load_prompts, load_rows, render_row_prompt, row_completion, row_id, row_target,
+                           within_row_limit)
 from rlhf_ads.generation import generate_completions
 from rlhf_ads.modeling import load_base
-from rlhf_ads.platforms import width_for
 from rlhf_ads.private_apis import compact_lm_head_on_cpus
 from rlhf_ads.processes import is_main_process
 from rlhf_ads.seeding import seed_everything
@@ -132,11 +132,9 @@ def _compare_samples(recipe: Recipe, model, tokenizer, out_dir) -> dict:
     rows = []
     for sample, base_ad, sft_ad in zip(samples, base, tuned):
         platform, field, limit = row_target(sample)
-        def within(ad: str) -> bool | None:
-            return None if limit is None else 0 < width_for(ad, platform) <= limit
         rows.append({"brief_id": row_id(sample), "platform": platform, "field": field, "max_chars": limit,
-                     "base": base_ad, "base_within_limit": within(base_ad),
-                     "sft": sft_ad, "sft_within_limit": within(sft_ad)})
+                     "base": base_ad, "base_within_limit": within_row_limit(base_ad, sample),
+                     "sft": sft_ad, "sft_within_limit": within_row_limit(sft_ad, sample)})
     if is_main_process():
         atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     limited = [r for r in rows if r["max_chars"] is not None]
