@@ -175,6 +175,21 @@ def within_row_limit(ad: str, row: dict) -> bool | None:
     return None if limit is None else 0 < width_for(ad, platform) <= limit
 
 
+def within_limit_shares(ads: list[str], rows: list[dict]) -> dict[str, float]:
+    """One ad per row -> {"within_limit": share of the ads with a limit that keep it (within_row_limit),
+    "within_limit/<platform>/<field>": the same per ad target}; empty when no row has a limit. Per target,
+    because a policy can keep descriptions and overrun headlines, and the mix of targets differs by split."""
+    kept_per_target: dict[str, list[bool]] = {}
+    for ad, row in zip(ads, rows, strict=True):
+        if (kept := within_row_limit(ad, row)) is not None:
+            kept_per_target.setdefault("/".join(row_target(row)[:2]), []).append(kept)
+    if not kept_per_target:
+        return {}
+    flags = [flag for target_flags in kept_per_target.values() for flag in target_flags]
+    return {"within_limit": sum(flags) / len(flags),
+            **{f"within_limit/{target}": sum(f) / len(f) for target, f in sorted(kept_per_target.items())}}
+
+
 def representative_rows(rows: list[dict], count: int) -> list[dict]:
     """`count` of `rows` (all when there are no more) with the mix of ad targets (platform, field) the rows have:
     each target gets its exact share count * n_target / len(rows) rounded down, the seats left go to the largest

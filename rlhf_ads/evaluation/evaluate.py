@@ -24,7 +24,7 @@ from rlhf_ads.best_of_n import best_of_n, best_of_n_kl
 from rlhf_ads.config import Recipe
 from rlhf_ads.config_schema import to_dict
 from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, representative_rows, reward_columns,
-                           row_id, row_target)
+                           row_id, row_target, within_limit_shares)
 from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.comparison import BEST_OF_N
@@ -306,13 +306,11 @@ def score_ads(rows, prompts, ads: list[str], rewards, columns,
     for record, row, ad in zip(records, rows, ads):
         if (gold := row_gold(row, ad)) is not None:
             record["gold"] = gold
-    limited = [v for (_, _, limit), v in zip(targets, violations) if limit is not None]
     applicable = [c for c in coverage if c is not None]
     chars = [len(a) for a in ads]
     out = {**({"gold": sum(r["gold"] for r in records) / n} if all("gold" in r for r in records) else {}),
            "compliance": sum(r["compliant"] for r in records) / n,
-           **({"within_limit": sum(not any(x.rule == "over_limit" for x in v) for v in limited) / len(limited)}
-              if limited else {}),
+           **within_limit_shares(ads, rows),
            "policy_violations": sum(len([x for x in v if x.rule != "over_limit"]) for v in violations) / n,
            **({"keyword_coverage": sum(applicable) / len(applicable)} if applicable else {}),
            "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2), "self_bleu": self_bleu(ads),

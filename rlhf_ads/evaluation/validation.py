@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, representative_rows, reward_columns,
-                           row_target, within_row_limit)
+                           within_limit_shares)
 from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.evaluation.metrics import distinct_n
 from rlhf_ads.generation import generate_completions
@@ -40,15 +40,7 @@ class ValidationPrompts:
         metrics = {f"{prefix}/{name}": mean for name, mean in scored.raw_means().items()}
         metrics[f"{prefix}/reward"] = sum(scored.total) / len(ads)
         metrics[f"{prefix}/distinct_2"] = distinct_n(ads, 2)
-        kept_per_target: dict[str, list[bool]] = {}
-        for ad, row in zip(ads, self.rows):
-            if (kept := within_row_limit(ad, row)) is not None:
-                kept_per_target.setdefault("/".join(row_target(row)[:2]), []).append(kept)
-        if kept_per_target:
-            flags = [flag for target_flags in kept_per_target.values() for flag in target_flags]
-            metrics[f"{prefix}/within_limit"] = sum(flags) / len(flags)
-            metrics.update({f"{prefix}/within_limit/{target}": sum(flags) / len(flags)
-                            for target, flags in kept_per_target.items()})
+        metrics.update({f"{prefix}/{key}": share for key, share in within_limit_shares(ads, self.rows).items()})
         if (gold := mean_gold(self.rows, ads)) is not None:
             metrics[f"{prefix}/gold"] = gold
         return metrics

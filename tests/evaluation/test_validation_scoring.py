@@ -3,7 +3,7 @@
 import pytest
 
 from rlhf_ads.config import DataSource, RewardSpec
-from rlhf_ads.data import representative_rows, row_target
+from rlhf_ads.data import representative_rows, row_target, within_limit_shares
 from rlhf_ads.data.gold import mean_gold
 from rlhf_ads.evaluation import validation
 from rlhf_ads.modeling import load_tokenizer
@@ -40,3 +40,15 @@ def test_validation_rows_keep_the_sources_mix_of_ad_targets():
     assert ids(4) == [0, 1, 5, 8]  # shares 2.0, 1.2, 0.8: the seat left goes to the largest remainder
     assert ids(1) == [0]
     assert ids(10) == ids(12) == list(range(10))
+
+
+def test_within_limit_shares_count_per_ad_target_and_an_empty_ad_as_not_kept():
+    """The same shares for validation's curve and evaluate's report; a row without a target is not counted."""
+    rows = [{"platform": "google_rsa", "field": "headline"}] * 3 + [{"platform": "meta", "field": "primary_text"},
+                                                                     {"prompt": "no target"}]
+    headline_limit = row_target(rows[0])[2]
+    ads = ["Fresh coffee, delivered", "x" * (headline_limit + 1), "", "Fresh coffee at your door every week", "any"]
+    shares = within_limit_shares(ads, rows)
+    assert shares == {"within_limit": 0.5, "within_limit/google_rsa/headline": pytest.approx(1 / 3),
+                      "within_limit/meta/primary_text": 1.0}
+    assert within_limit_shares(["any"], [{"prompt": "no target"}]) == {}
