@@ -265,7 +265,8 @@ class EvaluateConfig:
     """`rlhf-ads evaluate`: compare checkpoints on held-out briefs."""
 
     models: list[str] = option(help=(
-        "Checkpoints: base, sft, ppo, dpo, grpo, rloo (the stages' adapters), best_of_n (the SFT adapter sampling "
+        "Checkpoints: base, sft, ppo, dpo, grpo, rloo (the stages' adapters), ppo_best (PPO's policy at its best "
+        "validation proxy, <ppo>/best/policy), best_of_n (the SFT adapter sampling "
         "best_of_n ads per brief, the reward mix keeping the best), or adapter folders."),
         factory=lambda: ["base", "sft", "ppo"])
     briefs: DataSource = option(help="Held-out briefs or plain prompts (the 'prompts' kind of `rlhf-ads data check`).",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rlhf_ads.evaluation.stats import format_cell
 
-TRAINED_BY = {"sft": "sft", "ppo": "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}  # model name -> its stage
+TRAINED_BY = {"sft": "sft", "ppo": "ppo", "ppo_best": "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}  # model name -> its stage
 BEST_OF_N = "best_of_n"  # evaluate's model that is no checkpoint: the SFT adapter's best of evaluate.best_of_n samples
 COLUMNS = ("method", "gold [95% CI]", "win rate vs sft (gold) [95% CI]", "compliance [95% CI]", "distinct-2",
            "KL to sft", "training data", "wall time", "peak memory")
@@ -60,6 +60,9 @@ def method_costs(run_dir: Path, names: list[str], best_of_n: int) -> dict[str, d
                        "train_seconds": metrics.get(f"{stage}/train_seconds"),
                        "peak_rss_mb": metrics.get(f"{stage}/peak_rss_mb", pipeline.get("peak_rss_mb", {}).get(stage)),
                        "data": training_data(stage, config, metrics)}
+        if name == "ppo_best" and "ppo" in config:
+            step = read_json(run_dir / "ppo/best/best.json").get("step")
+            costs[name]["data"] = None if step is None else f"{step * config['ppo']['batch_size']} completions"
     return costs
 
 

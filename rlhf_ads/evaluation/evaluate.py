@@ -34,6 +34,7 @@ from rlhf_ads.evaluation.stats import STAT_FIELDS, compare, format_cell, standar
 from rlhf_ads.generation import GeneratedBatch, adapter_active, generate_batches
 from rlhf_ads.lint import context_for, keywords_present, lint
 from rlhf_ads.modeling import load_base
+from rlhf_ads.ppo.validation import BEST
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 from rlhf_ads.tracking import RunTracker
@@ -44,10 +45,11 @@ BASELINE = "sft"  # the model the others are compared with: win rates against it
 
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
-    """name -> adapter folder (None for the base). Names: base, sft, ppo, dpo, grpo, rloo, best_of_n (the SFT
-    adapter), or paths to adapter folders, named by the fewest trailing parts of their paths that tell them apart
+    """name -> adapter folder (None for the base). Names: base, sft, ppo, ppo_best (PPO's policy at its best
+    validation proxy), dpo, grpo, rloo, best_of_n (the SFT adapter), or paths to adapter folders, named by the fewest trailing parts of their paths that tell them apart
     ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy', 'b-ppo-policy')."""
     known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy",
+             "ppo_best": recipe.stage_dir("ppo") / BEST / "policy",
              **{stage: recipe.stage_dir(stage) for stage in ("dpo", "grpo", "rloo")}, BEST_OF_N: recipe.stage_dir("sft")}
     for name in recipe.evaluate.models:
         folder = known.get(name, Path(name))

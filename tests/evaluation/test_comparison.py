@@ -67,3 +67,11 @@ def test_validation_curves_share_the_completions_axis(tmp_path):
     assert [p["completions"] for p in curves["ppo"]] == [0, 16]  # steps x PPO's batch of 8
     assert curves["grpo"] == [{"completions": 0, "reward": 0.1, "gold": 0.5}, {"completions": 16, "reward": 0.4, "gold": 0.6}]
     assert set(curves) == {"ppo", "grpo", "rloo"} and set(validation_curves(tmp_path, ["sft", "dpo"])) == set()
+
+
+def test_ppo_best_learned_from_the_completions_sampled_up_to_its_step(tmp_path):
+    fake_run(tmp_path)
+    write(tmp_path / "ppo/best/best.json", {"step": 2, "ppo/eval/reward": 0.3})
+    costs = method_costs(tmp_path, ["ppo", "ppo_best"], best_of_n=4)
+    assert costs["ppo"]["data"] == "64 completions" and costs["ppo_best"]["data"] == "16 completions"
+    assert costs["ppo_best"]["stage_seconds"] == 120.0  # the PPO stage that wrote both

@@ -48,6 +48,15 @@ def test_adapter_folders_of_the_same_name_get_names_that_tell_them_apart(tmp_pat
     assert list(evaluate.model_folders(recipe)) == ["base", "a-ppo-policy", "b-ppo-policy"]
 
 
+def test_ppo_best_names_the_policy_kept_at_the_best_validation_proxy(tmp_path):
+    recipe = config.load(None, [f"output_dir={tmp_path}", "evaluate.models=[ppo_best]"])
+    with pytest.raises(RlhfAdsError, match=r"checkpoint 'ppo_best': folder '.*ppo/best/policy' has no PEFT adapter"):
+        evaluate.model_folders(recipe)
+    (tmp_path / "quickstart/ppo/best/policy").mkdir(parents=True)
+    (tmp_path / "quickstart/ppo/best/policy/adapter_config.json").write_text("{}")
+    assert evaluate.model_folders(recipe) == {"ppo_best": tmp_path / "quickstart/ppo/best/policy"}
+
+
 def test_missing_checkpoint_folder_is_named(tmp_path, tiny_model_dir):
     recipe = config.load(None, [f"model.base={tiny_model_dir}", f"output_dir={tmp_path}", "evaluate.models=[ppo]"])
     with pytest.raises(RlhfAdsError, match=r"checkpoint 'ppo': folder '.*ppo/policy' has no PEFT adapter"):
