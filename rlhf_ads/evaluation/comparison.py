@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rlhf_ads.evaluation.stats import format_cell
 
-TRAINED_BY = {"sft": "sft", "ppo": "ppo", "ppo_best": "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}  # model name -> its stage
+# model name -> the stage that trained it
+TRAINED_BY = {"sft": "sft", "ppo": "ppo", "ppo_best": "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}
 BEST_OF_N = "best_of_n"  # evaluate's model that is no checkpoint: the SFT adapter's best of evaluate.best_of_n samples
 COLUMNS = ("method", "gold [95% CI]", "win rate vs sft (gold) [95% CI]", "compliance [95% CI]", "distinct-2",
            "KL to sft", "training data", "wall time", "peak memory")

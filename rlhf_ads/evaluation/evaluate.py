@@ -46,8 +46,9 @@ BASELINE = "sft"  # the model the others are compared with: win rates against it
 
 def model_folders(recipe: Recipe) -> dict[str, Path | None]:
     """name -> adapter folder (None for the base). Names: base, sft, ppo, ppo_best (PPO's policy at its best
-    validation proxy), dpo, grpo, rloo, best_of_n (the SFT adapter), or paths to adapter folders, named by the fewest trailing parts of their paths that tell them apart
-    ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy', 'b-ppo-policy')."""
+    validation proxy), dpo, grpo, rloo, best_of_n (the SFT adapter), or paths to adapter folders, named by the
+    fewest trailing parts of their paths that tell them apart ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy',
+    'b-ppo-policy')."""
     known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy",
              "ppo_best": recipe.stage_dir("ppo") / BEST / "policy",
              **{stage: recipe.stage_dir(stage) for stage in ("dpo", "grpo", "rloo")}, BEST_OF_N: recipe.stage_dir("sft")}
