@@ -14,9 +14,11 @@ import json
 from pathlib import Path
 
 from rlhf_ads.evaluation.stats import format_cell
+from rlhf_ads.ppo.validation import BEST, BEST_RECORD
 
 # model name -> the stage that trained it
-TRAINED_BY = {"sft": "sft", "ppo": "ppo", "ppo_best": "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}
+PPO_BEST = "ppo_best"  # evaluate's name for PPO's policy at its best validation proxy (<ppo>/best/policy)
+TRAINED_BY = {"sft": "sft", "ppo": "ppo", PPO_BEST: "ppo", "dpo": "dpo", "grpo": "grpo", "rloo": "rloo"}
 BEST_OF_N = "best_of_n"  # evaluate's model that is no checkpoint: the SFT adapter's best of evaluate.best_of_n samples
 COLUMNS = ("method", "gold [95% CI]", "win rate vs sft (gold) [95% CI]", "compliance [95% CI]", "distinct-2",
            "KL to sft", "training data", "wall time", "peak memory")
@@ -61,8 +63,8 @@ def method_costs(run_dir: Path, names: list[str], best_of_n: int) -> dict[str, d
                        "train_seconds": metrics.get(f"{stage}/train_seconds"),
                        "peak_rss_mb": metrics.get(f"{stage}/peak_rss_mb", pipeline.get("peak_rss_mb", {}).get(stage)),
                        "data": training_data(stage, config, metrics)}
-        if name == "ppo_best" and "ppo" in config:
-            step = read_json(run_dir / "ppo/best/best.json").get("step")
+        if name == PPO_BEST and "ppo" in config:
+            step = read_json(run_dir / stage / BEST / BEST_RECORD).get("step")
             costs[name]["data"] = None if step is None else f"{step * config['ppo']['batch_size']} completions"
     return costs
 

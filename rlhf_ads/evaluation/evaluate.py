@@ -27,7 +27,7 @@ from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, repres
                            row_id, row_target, within_limit_shares)
 from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
-from rlhf_ads.evaluation.comparison import BEST_OF_N
+from rlhf_ads.evaluation.comparison import BEST_OF_N, PPO_BEST
 from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
 from rlhf_ads.evaluation.report import write_report
 from rlhf_ads.evaluation.stats import STAT_FIELDS, compare, format_cell, standard_deviation, table_rows
@@ -50,7 +50,7 @@ def model_folders(recipe: Recipe) -> dict[str, Path | None]:
     fewest trailing parts of their paths that tell them apart ('a/ppo/policy', 'b/ppo/policy' -> 'a-ppo-policy',
     'b-ppo-policy')."""
     known = {"base": None, "sft": recipe.stage_dir("sft"), "ppo": recipe.stage_dir("ppo") / "policy",
-             "ppo_best": recipe.stage_dir("ppo") / BEST / "policy",
+             PPO_BEST: recipe.stage_dir("ppo") / BEST / "policy",
              **{stage: recipe.stage_dir(stage) for stage in ("dpo", "grpo", "rloo")}, BEST_OF_N: recipe.stage_dir("sft")}
     for name in recipe.evaluate.models:
         folder = known.get(name, Path(name))

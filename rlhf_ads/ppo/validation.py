@@ -14,7 +14,8 @@ from rlhf_ads.evaluation.validation import ValidationPrompts
 from rlhf_ads.rewards import CompositeReward
 from rlhf_ads.storage import atomic_write_text
 
-BEST = "best"  # <ppo>/best/: the policy adapter with the best validation proxy, and best.json
+BEST = "best"  # <ppo>/best/: the policy adapter with the best validation proxy, and BEST_RECORD
+BEST_RECORD = "best.json"  # <ppo>/best/best.json: the kept policy's step and its ppo/eval/* metrics
 EVAL_LOG = "eval.jsonl"  # <ppo>/eval.jsonl: one line of ppo/eval/* metrics per validation
 
 
@@ -31,7 +32,7 @@ class Validation:
     def _saved_best(self, start_step: int) -> float | None:
         """The best proxy a resumed run competes with: the kept policy's, unless it came from a step after the
         checkpoint the run resumes from (or the run starts afresh), when it is removed with its log lines."""
-        path = self.out_dir / BEST / "best.json"
+        path = self.out_dir / BEST / BEST_RECORD
         kept = json.loads(path.read_text()) if start_step > 0 and path.is_file() else None
         if kept is not None and kept["step"] <= start_step:
             return kept["ppo/eval/reward"]
@@ -54,7 +55,7 @@ class Validation:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         save_policy(staging)
-        atomic_write_text(staging / "best.json", json.dumps({"step": step, **metrics}, indent=2))
+        atomic_write_text(staging / BEST_RECORD, json.dumps({"step": step, **metrics}, indent=2))
         checkpoint.publish(staging, self.out_dir / BEST)
         self.best = metrics["ppo/eval/reward"]
         return True
