@@ -311,6 +311,10 @@ class RewardSpec:
                                     factory=dict)
     normalize: bool = option(False, help="Standardize with a running mean/std before weighting (PPO-max).")
     clip: float | None = option(None, help="Clip the (normalized) value to [-clip, clip].")
+    veto: float | None = option(None, help=(
+        "A hard rule: where this function's raw value is below 0, the sample's total reward is `veto` instead of "
+        "the weighted sum (e.g. length_limit with veto -3: an ad the platform rejects earns -3, whatever the "
+        "reward model gives it). Where several vetoes fire, the lowest wins."))
 
 
 @dataclass

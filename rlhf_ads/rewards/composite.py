@@ -1,6 +1,10 @@
 """Weighted composition of reward components, each optionally normalized (running mean/std) and clipped.
 
     total_i = sum_c weight_c * clip(normalize(raw_c,i))      (a component that returns None adds 0)
+    total_i = min over firing vetoes of veto_c                (where some component with a veto has raw_c,i < 0)
+
+A veto makes a component a hard rule: an ad the platform would reject (`length_limit` < 0) earns the veto's
+value whatever the other components give, so no reward-model score can buy an overrun back.
 
 Every component's raw and weighted means are reported under `reward/<name>` and
 `reward/<name>_weighted`; normalization follows PPO-max (Zheng et al. 2023, arXiv 2307.04964).
@@ -49,14 +53,20 @@ class RunningMoments:
 
 @dataclass
 class RewardComponent:
-    """One reward in the mix. `clip` bounds the (normalized) value to [-clip, clip]."""
+    """One reward in the mix. `clip` bounds the (normalized) value to [-clip, clip]; `veto`, when set, replaces
+    the sample's whole total where this component's raw value is negative."""
 
     name: str
     fn: Callable
     weight: float = 1.0
     normalize: bool = False
     clip: float | None = None
+    veto: float | None = None
     moments: RunningMoments = field(default_factory=RunningMoments)
+
+    def vetoes(self, raw: list[float | None]) -> list[bool]:
+        """Per sample: whether this component's veto fires (set, and the raw value below 0)."""
+        return [self.veto is not None and v is not None and v < 0 for v in raw]
 
     def transform(self, values: list[float | None], running: bool = True) -> list[float | None]:
         """Raw values -> normalized and clipped values (None stays None), updating the running moments. With
@@ -73,11 +83,13 @@ class RewardComponent:
 
 @dataclass
 class RewardResult:
-    """Scores of one batch. total: one float per completion; raw/weighted: per component name."""
+    """Scores of one batch. total: one float per completion; raw/weighted: per component name; vetoed: per
+    completion, whether a veto set its total (None when no component has one)."""
 
     total: list[float]
     raw: dict[str, list[float | None]]
     weighted: dict[str, list[float]]
+    vetoed: list[bool] | None = None
 
     def raw_means(self) -> dict[str, float]:
         """name -> the component's mean raw value over the samples it applies to (components that apply to
@@ -86,10 +98,13 @@ class RewardResult:
         return {name: sum(values) / len(values) for name, values in applicable.items() if values}
 
     def metrics(self) -> dict[str, float]:
-        """Namespaced means: reward/<name> (raw, over applicable samples), reward/<name>_weighted, reward/total."""
+        """Namespaced means: reward/<name> (raw, over applicable samples), reward/<name>_weighted, reward/total,
+        and reward/vetoed (the share of samples a veto scored) when the mix has a veto."""
         out = {f"reward/{name}": mean for name, mean in self.raw_means().items()}
         out.update({f"reward/{name}_weighted": sum(v) / max(1, len(v)) for name, v in self.weighted.items()})
         out["reward/total"] = sum(self.total) / max(1, len(self.total))
+        if self.vetoed is not None:
+            out["reward/vetoed"] = sum(self.vetoed) / max(1, len(self.vetoed))
         return out
 
 
@@ -105,15 +120,16 @@ class CompositeReward:
 
     @classmethod
     def from_specs(cls, specs: list[Any]) -> "CompositeReward":
-        """Build from recipe entries with .name, .function, .kwargs, .weight, .normalize, .clip."""
+        """Build from recipe entries with .name, .function, .kwargs, .weight, .normalize, .clip, .veto."""
         return cls([RewardComponent(name=s.name or s.function.rsplit(":", 1)[-1], fn=resolve_reward(s.function, s.kwargs),
-                                    weight=s.weight, normalize=s.normalize, clip=s.clip) for s in specs])
+                                    weight=s.weight, normalize=s.normalize, clip=s.clip, veto=s.veto) for s in specs])
 
     def score(self, completions: list[str], prompts: list[str], *, running_normalization: bool = True,
               **columns: list[Any]) -> RewardResult:
         """Score a batch with every component; `running_normalization=False` scores components that normalize
         with their raw values and leaves the running statistics as they are."""
         total = [0.0] * len(completions)
+        floor: list[float | None] = [None] * len(completions)  # the lowest veto that fires on each sample
         raw, weighted = {}, {}
         for component in self.components:
             values = checked_call(component.name, component.fn, completions, prompts, columns)
@@ -122,7 +138,13 @@ class CompositeReward:
             contributions = [0.0 if v is None else component.weight * v for v in transformed]
             weighted[component.name] = contributions
             total = [t + c for t, c in zip(total, contributions)]
-        return RewardResult(total=total, raw=raw, weighted=weighted)
+            for i, fires in enumerate(component.vetoes(values)):
+                if fires:
+                    floor[i] = component.veto if floor[i] is None else min(floor[i], component.veto)
+        if not any(c.veto is not None for c in self.components):
+            return RewardResult(total=total, raw=raw, weighted=weighted)
+        total = [t if f is None else f for t, f in zip(total, floor)]
+        return RewardResult(total=total, raw=raw, weighted=weighted, vetoed=[f is not None for f in floor])
 
     def __call__(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> list[float]:
         return self.score(completions, prompts, **columns).total

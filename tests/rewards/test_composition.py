@@ -84,6 +84,34 @@ def test_from_specs_builds_the_mix_with_kwargs():
         CompositeReward.from_specs([RewardSpec(function="repetition"), RewardSpec(function="repetition")])
 
 
+def test_a_veto_sets_the_total_where_its_rule_fails_and_the_lowest_veto_wins():
+    per_sample = iter([[0.0, -1.0, -0.5, None], [-2.0, 0.0, -1.0, -1.0]])
+    mix = CompositeReward([
+        RewardComponent("rm", const(5.0), weight=2.0),
+        RewardComponent("limit", lambda c, p, **k: next(per_sample), veto=-3.0),
+        RewardComponent("policy", lambda c, p, **k: next(per_sample), weight=0.0, veto=-4.0),
+    ])
+    result = mix.score(["a", "b", "c", "d"], [""] * 4)
+    # sample 0: only policy fires; 1: only limit; 2: both (lowest, -4); 3: limit not applicable, policy fires
+    assert result.total == [-4.0, -3.0, -4.0, -4.0]
+    assert result.vetoed == [True, True, True, True]
+    assert result.weighted["rm"] == [10.0] * 4  # the components still log what they gave
+    assert result.metrics()["reward/vetoed"] == 1.0
+
+
+def test_a_veto_that_does_not_fire_leaves_the_sum_and_one_unset_logs_nothing():
+    mix = CompositeReward.from_specs([
+        RewardSpec(function="length_limit", kwargs={"platform": "google_rsa", "field": "headline"}, veto=-3.0),
+        RewardSpec(function="keyword_coverage", name="kw", weight=2.0),
+    ])
+    result = mix.score(["Trail shoes", "Trail shoes " + "x" * 30], ["", ""],
+                       keywords=[["trail shoes"], ["trail shoes"]])
+    assert result.total == [2.0, -3.0]  # the second overruns 30 characters: its keyword no longer counts
+    assert result.metrics()["reward/vetoed"] == 0.5
+    plain = CompositeReward([RewardComponent("a", const(-1.0))]).score(["x"], [""])
+    assert plain.total == [-1.0] and plain.vetoed is None and "reward/vetoed" not in plain.metrics()
+
+
 @pytest.mark.parametrize("spec, fragment", [
     ("call_to_acton", "did you mean 'call_to_action'"),
     ("no_such_pkg.mod:fn", "cannot import module 'no_such_pkg.mod'"),
