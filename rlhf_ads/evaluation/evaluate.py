@@ -28,7 +28,7 @@ from rlhf_ads.data import (data_options, load_prompts, render_row_prompt, repres
 from rlhf_ads.data.gold import row_gold
 from rlhf_ads.errors import RlhfAdsError
 from rlhf_ads.evaluation.comparison import BEST_OF_N, PPO_BEST
-from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, win_rate
+from rlhf_ads.evaluation.metrics import distinct_n, quantiles, self_bleu, top_opening_share, win_rate
 from rlhf_ads.evaluation.report import write_report
 from rlhf_ads.evaluation.stats import STAT_FIELDS, compare, format_cell, standard_deviation, table_rows
 from rlhf_ads.generation import GeneratedBatch, adapter_active, generate_batches
@@ -317,6 +317,7 @@ def score_ads(rows, prompts, ads: list[str], rewards, columns,
            "policy_violations": sum(len([x for x in v if x.rule != "over_limit"]) for v in violations) / n,
            **({"keyword_coverage": sum(applicable) / len(applicable)} if applicable else {}),
            "distinct_1": distinct_n(ads, 1), "distinct_2": distinct_n(ads, 2), "self_bleu": self_bleu(ads),
+           "top_opening_share": top_opening_share(ads),
            "mean_chars": sum(chars) / n, **dict(zip(("chars_p10", "chars_p50", "chars_p90"), quantiles(chars)))}
     if rewards is not None:
         scored = rewards.score(ads, prompts, **columns)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 
 
 def win_shares(candidate: list[float], baseline: list[float]) -> list[float]:
@@ -59,6 +60,14 @@ def distinct_n(texts: list[str], n: int) -> float:
     """Distinct-n (Li et al. 2016): unique word n-grams over all n-grams across the texts."""
     grams = [tuple(words[i:i + n]) for words in (t.lower().split() for t in texts) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def top_opening_share(texts: list[str], words: int = 2) -> float:
+    """The share of non-empty texts that open with their most common first `words` words (case and
+    punctuation ignored): about 1/len(texts) when openings vary, 1 when every ad is one template
+    (`Learn more: <keyword>`); 0 for no text."""
+    counts = Counter(opening for t in texts if (opening := tuple(re.findall(r"[a-z0-9']+", t.lower())[:words])))
+    return max(counts.values()) / sum(counts.values()) if counts else 0.0
 
 
 def self_bleu(texts: list[str]) -> float:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from rlhf_ads.evaluation.metrics import (click_log_loss, distinct_n, pairwise_accuracy, quantiles, self_bleu,
-                                        weighted_auc, win_rate)
+                                         top_opening_share, weighted_auc, win_rate)
 
 
 def test_pairwise_accuracy_with_ties_and_groups():
@@ -33,6 +33,14 @@ def test_distinct_n():
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
     assert distinct_n(["a b", "a b"], 2) == 0.5
     assert distinct_n([""], 2) == 0.0
+
+
+def test_top_opening_share_counts_the_commonest_opening_ignoring_case_and_punctuation():
+    ads = ["Learn more: trail shoes", "learn MORE - tax software", "Shop now", "Book today!", "", "Learn"]
+    assert top_opening_share(ads) == pytest.approx(2 / 5)  # the empty ad has no opening; "learn" alone is its own
+    assert top_opening_share(ads, words=1) == pytest.approx(3 / 5)
+    assert top_opening_share(["Learn more: a", "Learn more: b"]) == 1.0
+    assert top_opening_share(["", "  "]) == 0.0
 
 
 def test_self_bleu_is_100_for_copies_and_0_for_disjoint_texts():

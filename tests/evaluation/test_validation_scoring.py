@@ -23,6 +23,7 @@ def test_scores_name_within_limit_and_distinct_2_of_the_greedy_ads(tmp_path, tin
     assert metrics[f"run/eval/within_limit/{second}"] == (0.5 if first == second else 0.0)
     assert metrics[f"run/eval/within_limit/{first}"] == (0.5 if first == second else 1.0)
     assert metrics["run/eval/distinct_2"] == pytest.approx(5 / 6)  # "save on" twice among 4 + 2 bigrams
+    assert metrics["run/eval/top_opening_share"] == 1.0  # both open "save on"
     assert metrics["run/eval/gold"] == pytest.approx(mean_gold(prompts.rows, ads))
     assert metrics["run/eval/fit"] == pytest.approx(sum(mix.score(ads, prompts.prompts, **prompts.columns).raw["fit"]) / 2)
 
