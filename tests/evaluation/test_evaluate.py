@@ -23,7 +23,8 @@ def test_evaluate_compares_base_and_sft(tmp_path, tiny_model_dir):
     metrics = evaluate.run(recipe)
     for name in ("base", "sft"):
         for key in ("gold", "compliance", "within_limit", "keyword_coverage", "distinct_2", "top_opening_share",
-                    "composite_reward", "kl_to_sft", "gold_low", "gold_high", "sampled/gold", "sampled/gold_low", "sampled/compliance"):
+                    "composite_reward", "kl_to_sft", "gold_low", "gold_high", "sampled/gold", "sampled/gold_low",
+                    "sampled/compliance"):
             assert f"eval/{name}/{key}" in metrics, (name, key)
     assert metrics["eval/sft/kl_to_sft"] == pytest.approx(0.0, abs=1e-6)
     for key in ("gold_vs_sft", "gold_vs_sft_low", "win_rate_vs_sft_gold", "sampled/gold_vs_sft"):
