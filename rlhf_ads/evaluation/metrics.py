@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
+
+from rlhf_ads.lint.keywords import ad_words
 
 
 def win_shares(candidate: list[float], baseline: list[float]) -> list[float]:
@@ -66,7 +67,7 @@ def top_opening_share(texts: list[str], words: int = 2) -> float:
     """The share of non-empty texts that open with their most common first `words` words (case and
     punctuation ignored): about 1/len(texts) when openings vary, 1 when every ad is one template
     (`Learn more: <keyword>`); 0 for no text."""
-    counts = Counter(opening for t in texts if (opening := tuple(re.findall(r"[a-z0-9']+", t.lower())[:words])))
+    counts = Counter(opening for t in texts if (opening := tuple(ad_words(t)[:words])))
     return max(counts.values()) / sum(counts.values()) if counts else 0.0
 
 
