@@ -10,7 +10,7 @@ import sys
 import traceback
 import warnings
 
-from rlhf_ads import config, pipeline
+from rlhf_ads import config, pipeline, processes
 from rlhf_ads.annotate import commands as annotate
 from rlhf_ads.config_schema import field_help, to_dict
 from rlhf_ads.data.validation import KINDS
@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        processes.leave_group()  # `accelerate launch $(which rlhf-ads) ...` runs this in every rank
     return 0
 
 

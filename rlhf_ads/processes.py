@@ -38,6 +38,14 @@ def barrier() -> None:
         torch_dist.barrier()
 
 
+def leave_group() -> None:
+    """Destroy the process group, if any, while the interpreter is still whole: left to interpreter
+    shutdown, gloo's worker threads can outlive Python and abort the process ("terminate called without an
+    active exception", SIGABRT) after a run that succeeded. Each launched entry point calls it on the way out."""
+    if _in_group():
+        torch_dist.destroy_process_group()
+
+
 def deepspeed_cpu_backend() -> str | None:
     """DeepSpeed's collective backend (gloo, or ccl with oneCCL) when `accelerate launch` runs DeepSpeed
     on CPUs (DS_ACCELERATOR=cpu), else None. accelerate only reads the world size and rank from a group

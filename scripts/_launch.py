@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlhf_ads import config, pipeline
+from rlhf_ads import config, pipeline, processes
 from rlhf_ads.errors import RlhfAdsError
 
 
@@ -31,3 +31,5 @@ def launch(stage: str) -> None:
     except RlhfAdsError as exc:
         print(f"rlhf-ads: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        processes.leave_group()

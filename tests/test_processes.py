@@ -1,4 +1,4 @@
-"""Process facts outside a process group: one process, the launcher's RANK decides who writes."""
+"""Process facts outside a process group: one process, the launcher's RANK decides who writes; leaving a group."""
 
 from rlhf_ads import processes
 
@@ -17,3 +17,13 @@ def test_before_the_group_forms_the_launchers_rank_decides(monkeypatch):
 def test_deepspeed_cpu_backend_only_under_a_deepspeed_launch(monkeypatch):
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
     assert processes.deepspeed_cpu_backend() is None
+
+
+def test_leave_group_destroys_the_group_and_is_harmless_without_one(tmp_path):
+    import torch.distributed as torch_dist
+
+    processes.leave_group()  # no group: nothing to do
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert processes.world_size() == 1 and torch_dist.is_initialized()
+    processes.leave_group()
+    assert not torch_dist.is_initialized()
