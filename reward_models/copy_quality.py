@@ -1,4 +1,5 @@
-"""Copy-quality rewards: keyword coverage, call to action, brief facts, brand voice, repetition, batch diversity."""
+"""Copy-quality rewards: keyword coverage, call to action, brief facts, brand voice, repetition, and
+diversity within the batch and against the recent rollouts."""
 
 from __future__ import annotations
 
@@ -96,14 +97,63 @@ def repetition(completions: list[str], prompts: list[str], n: int = 3, **columns
     return scores
 
 
+def _gram_set(text: str, n: int) -> frozenset:
+    """The ad's distinct word n-grams (its whole word sequence when it is shorter than n words)."""
+    words = ad_words(text)
+    return frozenset(_ngrams(words, n)) or frozenset({tuple(words)})
+
+
+def _closest_overlap(mine: frozenset, others) -> float:
+    """The highest n-gram Jaccard similarity between `mine` and any of `others` (0 with none)."""
+    return max((len(mine & other) / max(1, len(mine | other)) for other in others), default=0.0)
+
+
 def batch_diversity(completions: list[str], prompts: list[str], n: int = 2, **columns) -> list[float | None]:
     """Within-batch diversity bonus in [0, 1]: 1 minus the highest n-gram Jaccard similarity to any
     other completion of the batch; None for a batch of one."""
     if len(completions) < 2:
         return [None] * len(completions)
-    sets = [set(_ngrams(ad_words(t), n)) or {tuple(ad_words(t))} for t in completions]
-    scores = []
-    for i, mine in enumerate(sets):
-        closest = max(len(mine & other) / max(1, len(mine | other)) for j, other in enumerate(sets) if j != i)
-        scores.append(1.0 - closest)
-    return scores
+    sets = [_gram_set(t, n) for t in completions]
+    return [1.0 - _closest_overlap(mine, sets[:i] + sets[i + 1:]) for i, mine in enumerate(sets)]
+
+
+class RecentDiversity:
+    """Diversity against the policy's recent ads, in [0, 1]: 1 minus the highest n-gram Jaccard similarity to
+    any other ad of the batch or of the last `window` ads PPO sampled (None when there is nothing to compare).
+
+    A batch of 16 rarely holds two briefs for the same product, so `batch_diversity` sees a template only
+    through its fixed words; across a few hundred rollouts the template's ads for the same product are near
+    copies, and this term sees them. PPO calls `observe` with every rollout batch (all ranks' ads, in rank
+    order) and keeps `state_dict()` in its checkpoint, so resuming scores as the uninterrupted run would;
+    scoring alone (validation, evaluation, best-of-n, GRPO/RLOO) never changes the window.
+
+        recent_diversity:
+          kwargs: {window: 256, n: 2}
+    """
+
+    def __init__(self, window: int = 256, n: int = 2):
+        if window < 1 or n < 1:
+            raise ValueError(f"recent_diversity needs window >= 1 and n >= 1, got window={window}, n={n}")
+        self.window, self.n = window, n
+        self.recent: list[str] = []
+        self._recent_sets: list[frozenset] = []
+
+    def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float | None]:
+        sets = [_gram_set(t, self.n) for t in completions]
+        scores = []
+        for i, mine in enumerate(sets):
+            others = self._recent_sets + sets[:i] + sets[i + 1:]
+            scores.append(1.0 - _closest_overlap(mine, others) if others else None)
+        return scores
+
+    def observe(self, completions: list[str]) -> None:
+        """Remember a rollout batch: the window keeps the last `window` ads, oldest first."""
+        self.recent = (self.recent + list(completions))[-self.window:]
+        self._recent_sets = [_gram_set(t, self.n) for t in self.recent]
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent = []
+        self.observe(state["recent"])

@@ -237,6 +237,8 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)
     scored = rewards.score(rollout.texts, prompts, **columns)
+    if rewards.observes_rollouts:  # every rank's ads, in rank order, so that every rank keeps the same window
+        rewards.observe([text for texts in dist.gather_objects(rollout.texts) for text in texts])
     scores = torch.tensor(scored.total, dtype=torch.float32)
     if cfg.missing_eos_penalty is not None:
         scores = torch.where(rollout.contains_eos, scores, scores - cfg.missing_eos_penalty)

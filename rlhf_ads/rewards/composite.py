@@ -149,11 +149,31 @@ class CompositeReward:
     def __call__(self, completions: list[str], prompts: list[str], **columns: list[Any]) -> list[float]:
         return self.score(completions, prompts, **columns).total
 
+    @property
+    def observes_rollouts(self) -> bool:
+        """Whether some component learns from the rollouts (then PPO calls `observe` with each batch)."""
+        return any(hasattr(c.fn, "observe") for c in self.components)
+
+    def observe(self, completions: list[str]) -> None:
+        """Show the components that learn from the rollouts (those with an `observe` method, such as
+        `recent_diversity`) a batch PPO sampled. Scoring alone never does."""
+        for component in self.components:
+            if hasattr(component.fn, "observe"):
+                component.fn.observe(completions)
+
     def state_dict(self) -> dict[str, dict]:
-        """Normalization state, for checkpoints."""
-        return {c.name: c.moments.state_dict() for c in self.components}
+        """Per component, for checkpoints: its normalization moments, plus the function's own state under
+        "function" when it has one (`state_dict()`)."""
+        state = {}
+        for c in self.components:
+            state[c.name] = c.moments.state_dict()
+            if hasattr(c.fn, "state_dict"):
+                state[c.name]["function"] = c.fn.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, dict]) -> None:
         for component in self.components:
             if component.name in state:
                 component.moments.load_state_dict(state[component.name])
+                if "function" in state[component.name] and hasattr(component.fn, "load_state_dict"):
+                    component.fn.load_state_dict(state[component.name]["function"])

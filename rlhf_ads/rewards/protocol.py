@@ -6,7 +6,9 @@ A reward function is a plain callable, the convention TRL's GRPO/RLOO `reward_fu
 
 Dataset columns (keywords, platform, field, brand, ...) arrive as keyword lists aligned
 with `completions`. `None` means "not applicable to this sample". A class with `__call__`
-may hold state loaded once (a model).
+may hold state loaded once (a model). One that learns from the rollouts (`recent_diversity`) also has
+`observe(completions)`, which PPO calls with every sampled batch, and `state_dict()` / `load_state_dict()`,
+which PPO's checkpoints carry so that a resumed run scores as the uninterrupted one.
 """
 
 from __future__ import annotations

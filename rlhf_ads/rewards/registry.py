@@ -32,6 +32,9 @@ SHIPPED: dict[str, ShippedReward] = {
                                 "minus the share of repeated n-grams and repeated words"),
     "batch_diversity": ShippedReward("reward_models.copy_quality:batch_diversity",
                                      "1 minus the ad's highest n-gram overlap with another ad of the batch"),
+    "recent_diversity": ShippedReward("reward_models.copy_quality:RecentDiversity",
+                                      "1 minus the ad's highest n-gram overlap with the batch's and PPO's last "
+                                      "`window` ads"),
     "reward_model": ShippedReward("reward_models.learned:LearnedReward",
                                   "the score of a trained reward model folder (`rlhf-ads reward`)"),
     "click_through": ShippedReward("reward_models.learned:ClickThroughReward",

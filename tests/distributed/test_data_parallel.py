@@ -40,7 +40,8 @@ def fingerprints(tmp_path: Path, stage: str) -> list[dict]:
 def test_ppo_two_ranks_share_gradients_on_their_own_prompts(tmp_path, tiny_model_dir):
     (tmp_path / "rank_reward.py").write_text(RANK_REWARD)
     recipe = {"model": {"base": str(tiny_model_dir), "dtype": "fp32"}, "output_dir": str(tmp_path / "runs"),
-              "rewards": [{"function": str(tmp_path / "rank_reward.py") + ":score", "name": "mine"}],
+              "rewards": [{"function": str(tmp_path / "rank_reward.py") + ":score", "name": "mine"},
+                          {"function": "recent_diversity", "name": "recent"}],
               "ppo": tiny_ppo(batch_size=2, max_new_tokens=4, log_samples=2, training={"learning_rate": 0.01})}
     launch(tmp_path, "ppo", recipe)
     ranks = fingerprints(tmp_path, "ppo")
@@ -55,6 +56,8 @@ def test_ppo_two_ranks_share_gradients_on_their_own_prompts(tmp_path, tiny_model
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-1", "checkpoint-2"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["metrics"]["step"] == 2
+    state = json.loads((out / "checkpoints/checkpoint-2/state.json").read_text())
+    assert len(state["rewards"]["recent"]["function"]["recent"]) == 8  # 2 steps x 2 ranks x 2 ads: both ranks'
 
 
 def tiny_sft_recipe(tmp_path, model_dir) -> dict:

@@ -57,12 +57,23 @@ def test_ppo_runs_logs_and_saves(tmp_path, tiny_model_dir):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_model_dir):
     reward = write_reward(tmp_path, LENGTH_REWARD)
-    trainer.run(recipe(tmp_path / "a", tiny_model_dir, reward, "ppo.steps=4"))
+
+    def with_recent_ads(loaded):  # a reward with state of its own: the last 12 ads, 3 of the 4 steps' batches
+        loaded.rewards.append(config.RewardSpec(function="recent_diversity", name="recent", kwargs={"window": 12}))
+        return loaded
+
+    def last_window(run):
+        state = json.loads((run / "runs/quickstart/ppo/checkpoints/checkpoint-4/state.json").read_text())
+        return state["rewards"]["recent"]["function"]["recent"]
+
+    trainer.run(with_recent_ads(recipe(tmp_path / "a", tiny_model_dir, reward, "ppo.steps=4")))
     straight = read_metrics(tmp_path / "a")
-    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2"))
-    trainer.run(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=4", "ppo.training.resume=true"))
+    trainer.run(with_recent_ads(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=2")))
+    trainer.run(with_recent_ads(recipe(tmp_path / "b", tiny_model_dir, reward, "ppo.steps=4",
+                                       "ppo.training.resume=true")))
     resumed = read_metrics(tmp_path / "b")
     assert [trainer.without_timings(m) for m in resumed] == [trainer.without_timings(m) for m in straight]
+    assert len(last_window(tmp_path / "a")) == 12 and last_window(tmp_path / "b") == last_window(tmp_path / "a")
 
 
 def test_a_reward_that_raises_names_itself_and_keeps_the_checkpoints(tmp_path, tiny_model_dir):

@@ -4,11 +4,12 @@ import math
 
 import pytest
 
-from reward_models.copy_quality import (BrandVoice, batch_diversity, brief_facts, call_to_action, keyword_coverage,
-                                        repetition)
+from reward_models.copy_quality import (BrandVoice, RecentDiversity, batch_diversity, brief_facts, call_to_action,
+                                        keyword_coverage, repetition)
 from reward_models.platform import length_fit, length_limit
 from reward_models.policy import ad_policy
 from rlhf_ads.lint import context_for, lint
+from rlhf_ads.rewards.composite import CompositeReward, RewardComponent
 
 GOOGLE_HEADLINE = context_for("google_rsa", "headline")
 
@@ -115,3 +116,21 @@ def test_brand_voice_repetition_and_diversity():
     div = batch_diversity(["fresh roses delivered today", "fresh roses delivered today", "plan sprints in minutes"], [""] * 3)
     assert div[0] == 0.0 and div[2] == 1.0
     assert batch_diversity(["alone"], [""]) == [None]
+
+
+def test_recent_diversity_remembers_what_ppo_shows_it_and_nothing_else():
+    recent = RecentDiversity(window=2)
+    roses = "fresh roses delivered today"
+    assert recent([roses], [""]) == [None]  # nothing to compare with yet
+    mix = CompositeReward([RewardComponent("recent", recent)])
+    mix.score([roses, "plan sprints in minutes"], ["", ""])  # scoring alone (validation, evaluation) remembers nothing
+    assert recent.recent == [] and mix.observes_rollouts
+    mix.observe([roses, "plan sprints in minutes"])
+    assert recent([roses, "brand new tents"], [""] * 2) == [0.0, 1.0]  # the copy of a recent ad scores 0
+    restored = CompositeReward([RewardComponent("recent", RecentDiversity(window=2))])
+    restored.load_state_dict(mix.state_dict())  # PPO's checkpoint carries the window
+    assert restored.components[0].fn.recent == [roses, "plan sprints in minutes"]
+    mix.observe(["tents for two", "boots for hiking"])  # the window keeps the last two ads only
+    assert recent([roses], [""]) == [1.0]
+    with pytest.raises(ValueError, match="window >= 1"):
+        RecentDiversity(window=0)
