@@ -152,22 +152,23 @@ class CompositeReward:
     @property
     def observes_rollouts(self) -> bool:
         """Whether some component learns from the rollouts (then PPO calls `observe` with each batch)."""
-        return any(hasattr(c.fn, "observe") for c in self.components)
+        return any(_learns_from_rollouts(c.fn) for c in self.components)
 
     def observe(self, completions: list[str]) -> None:
-        """Show the components that learn from the rollouts (those with an `observe` method, such as
-        `recent_diversity`) a batch PPO sampled. Scoring alone never does."""
+        """Show the components that learn from the rollouts (`recent_diversity`, or any function with `observe`,
+        `state_dict` and `load_state_dict`) a batch PPO sampled. Scoring alone never does."""
         for component in self.components:
-            if hasattr(component.fn, "observe"):
+            if _learns_from_rollouts(component.fn):
                 component.fn.observe(completions)
 
     def state_dict(self) -> dict[str, dict]:
-        """Per component, for checkpoints: its normalization moments, plus the function's own state under
-        "function" when it has one (`state_dict()`)."""
+        """Per component, for checkpoints: its normalization moments, plus, for a function that learns from the
+        rollouts, its own `state_dict()` under "function" (a plugin's torch module, which observes nothing,
+        keeps its weights out of the checkpoint's JSON)."""
         state = {}
         for c in self.components:
             state[c.name] = c.moments.state_dict()
-            if hasattr(c.fn, "state_dict"):
+            if _learns_from_rollouts(c.fn):
                 state[c.name]["function"] = c.fn.state_dict()
         return state
 
@@ -175,5 +176,10 @@ class CompositeReward:
         for component in self.components:
             if component.name in state:
                 component.moments.load_state_dict(state[component.name])
-                if "function" in state[component.name] and hasattr(component.fn, "load_state_dict"):
+                if "function" in state[component.name] and _learns_from_rollouts(component.fn):
                     component.fn.load_state_dict(state[component.name]["function"])
+
+
+def _learns_from_rollouts(fn: Callable) -> bool:
+    """A reward function with state learned from PPO's rollouts: `observe`, `state_dict` and `load_state_dict`."""
+    return all(hasattr(fn, method) for method in ("observe", "state_dict", "load_state_dict"))

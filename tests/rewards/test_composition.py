@@ -49,6 +49,26 @@ def test_normalize_and_clip():
     assert fresh.components[0].moments.count == 4
 
 
+def test_a_torch_module_plugin_keeps_its_weights_out_of_the_checkpoint_state():
+    import json
+
+    import torch
+
+    class ModuleReward(torch.nn.Module):  # has state_dict() (tensors) but learns nothing from the rollouts
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Linear(1, 1)
+
+        def forward(self, completions, prompts, **columns):
+            return [0.0] * len(completions)
+
+    mix = CompositeReward([RewardComponent("module", ModuleReward())])
+    assert mix(["ad"], [""]) == [0.0] and not mix.observes_rollouts
+    state = json.loads(json.dumps(mix.state_dict()))  # what PPO's checkpoint writes
+    assert "function" not in state["module"]
+    mix.load_state_dict(state)
+
+
 def test_three_ways_to_name_a_plugin(tmp_path):
     assert resolve_reward("call_to_action")(["Shop now"], [""]) == [1.0]
     assert resolve_reward("reward_models.copy_quality:call_to_action")(["Shop now"], [""]) == [1.0]
