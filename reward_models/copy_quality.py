@@ -149,11 +149,11 @@ class RecentDiversity:
     def observe(self, completions: list[str]) -> None:
         """Remember a rollout batch: the window keeps the last `window` ads, oldest first."""
         self.recent = (self.recent + list(completions))[-self.window:]
-        self._recent_sets = [_gram_set(t, self.n) for t in self.recent]
+        self._recent_sets = (self._recent_sets + [_gram_set(t, self.n) for t in completions])[-self.window:]
 
     def state_dict(self) -> dict:
         return {"recent": list(self.recent)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.recent = []
+        self.recent, self._recent_sets = [], []
         self.observe(state["recent"])
