@@ -106,8 +106,11 @@ def run_update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logpro
                                                                         with_entropy=True)
                     pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[index], advantages[index], mask,
                                                     cfg.cliprange)
+                    mean_entropy = masked_mean(entropy, mask)
                     logged = {"ppo/policy_loss": pg_loss, "ppo/policy_clipfrac": pg_stats["clipfrac"],
-                              "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": masked_mean(entropy, mask)}
+                              "ppo/approx_kl": pg_stats["approxkl"], "ppo/entropy": mean_entropy}
+                    if cfg.entropy_coef > 0:  # the bonus: maximize entropy beside the clipped surrogate
+                        pg_loss = pg_loss - cfg.entropy_coef * mean_entropy
                 if new_values is None:  # a value adapter: the policy's graph goes before the value's pass
                     if train_policy:
                         optimization.backward(pg_loss)
@@ -125,15 +128,17 @@ def run_update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logpro
 
 def policy_pass(cfg, actor_critic: ActorCritic, optimization, rollout, *, with_entropy: bool = False):
     """The policy's forward over `rollout`: (log-probs (B, R), entropy (B, R) or None, values (B, R) or None);
-    with a shared critic the values come from the same pass."""
+    with a shared critic the values come from the same pass. The entropy carries gradients when the loss has an
+    entropy bonus (`entropy_coef` > 0)."""
     actor_critic.use(POLICY)
+    entropy_grad = with_entropy and cfg.entropy_coef > 0
     if actor_critic.shared_critic:
         logprobs, values, *entropy = optimization.forward(lambda: response_stats(
             actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
-            with_entropy=with_entropy))
+            with_entropy=with_entropy, entropy_grad=entropy_grad))
         return logprobs, (entropy or [None])[0], values
-    out = optimization.forward(
-        lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature, with_entropy=with_entropy))
+    out = optimization.forward(lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature,
+                                                         with_entropy=with_entropy, entropy_grad=entropy_grad))
     return (*out, None) if with_entropy else (out, None, None)
 
 

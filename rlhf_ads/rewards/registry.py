@@ -28,6 +28,9 @@ SHIPPED: dict[str, ShippedReward] = {
                                  "figures and words taken from the brief's landing page, minus figures it does not state"),
     "brand_voice": ShippedReward("reward_models.copy_quality:BrandVoice",
                                  "a bonus per preferred brand term, a penalty per avoided one"),
+    "tone_voice": ShippedReward("reward_models.tone:ToneVoice",
+                                "1 when the ad uses a marker word of its brief's tone (a lexicon given or learned "
+                                "from approved ads), less for another tone's"),
     "repetition": ShippedReward("reward_models.copy_quality:repetition",
                                 "minus the share of repeated n-grams and repeated words"),
     "batch_diversity": ShippedReward("reward_models.copy_quality:batch_diversity",

@@ -11,8 +11,9 @@ from rlhf_ads.rewards import CompositeReward
 
 
 def test_scores_name_within_limit_and_distinct_2_of_the_greedy_ads(tmp_path, tiny_model_dir, monkeypatch):
-    prompts = validation.ValidationPrompts(DataSource("bundled:briefs:validation"), 2, load_tokenizer(str(tiny_model_dir)),
-                                           tmp_path, max_new_tokens=4)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    prompts = validation.ValidationPrompts(DataSource("bundled:briefs:validation"), 2, tokenizer, tmp_path,
+                                           max_new_tokens=4)
     limit = row_target(prompts.rows[1])[2]
     ads = ["Save on the plan today", "Save on " + "x" * limit]  # the second runs over its brief's limit
     monkeypatch.setattr(validation, "generate_completions", lambda *args, **kwargs: ads)
@@ -25,7 +26,8 @@ def test_scores_name_within_limit_and_distinct_2_of_the_greedy_ads(tmp_path, tin
     assert metrics["run/eval/distinct_2"] == pytest.approx(5 / 6)  # "save on" twice among 4 + 2 bigrams
     assert metrics["run/eval/top_opening_share"] == 1.0  # both open "save on"
     assert metrics["run/eval/gold"] == pytest.approx(mean_gold(prompts.rows, ads))
-    assert metrics["run/eval/fit"] == pytest.approx(sum(mix.score(ads, prompts.prompts, **prompts.columns).raw["fit"]) / 2)
+    fit = mix.score(ads, prompts.prompts, **prompts.columns).raw["fit"]
+    assert metrics["run/eval/fit"] == pytest.approx(sum(fit) / 2)
 
 
 def test_validation_rows_keep_the_sources_mix_of_ad_targets():

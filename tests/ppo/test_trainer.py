@@ -8,7 +8,7 @@ import torch
 from accelerate import Accelerator
 
 from rlhf_ads import config
-from rlhf_ads.errors import RlhfAdsError
+from rlhf_ads.errors import ConfigError, RlhfAdsError
 from rlhf_ads.ppo import trainer, update
 from rlhf_ads.ppo.kl import make_controller
 from rlhf_ads.ppo.optimization import make_optimization
@@ -180,16 +180,15 @@ def test_gradient_accumulation_averages_the_micro_batch_losses(tmp_path, tiny_mo
         assert torch.allclose(got, want, atol=1e-6)
 
 
-@pytest.mark.parametrize("critic", ["shared", "adapter"])
-def test_the_kept_first_forward_gives_the_old_stats_and_gradients_of_fresh_passes(tmp_path, tiny_model_dir,
-                                                                                   monkeypatch, critic):
-    """The update's first micro-batch runs its training forward with the old statistics (update.KeptPass). Its
-    old log-probs and values, and the raw gradients of the whole update, equal those of running every pass
-    afresh, also with a value adapter whose pass in between turns the policy's requires_grad off."""
-    from rlhf_ads.ppo.models import POLICY, build_actor_critic
+def two_micro_batch_update(tmp_path, model_dir, monkeypatch, critic):
+    """A tiny actor-critic set up for one update of two micro-batches over a rollout of four responses (lengths
+    6, 4, 2, 6), with fixed advantages and returns, whose optimizer step records the raw gradients in `captured`
+    instead of stepping. Returns (recipe, actor_critic, rollout, advantages, returns, params, optimization,
+    captured)."""
+    from rlhf_ads.ppo.models import build_actor_critic
     from tests.ppo.test_models import tiny_rollout
 
-    loaded = recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.batch_size=4",
+    loaded = recipe(tmp_path, model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.batch_size=4",
                     "ppo.mini_batch_size=4", "ppo.training.grad_accum=2", f"ppo.critic={critic}")
     torch.manual_seed(0)
     actor_critic = build_actor_critic(loaded, None, None)
@@ -202,6 +201,62 @@ def test_the_kept_first_forward_gives_the_old_stats_and_gradients_of_fresh_passe
     captured = []
     monkeypatch.setattr(optimization, "step", lambda: captured.append(  # the raw gradients; no update
         [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]) or 0.0)
+    return loaded, actor_critic, rollout, advantages, returns, params, optimization, captured
+
+
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_the_entropy_bonus_adds_minus_its_coefficient_times_the_entropys_gradient(tmp_path, tiny_model_dir,
+                                                                                  monkeypatch, critic):
+    """ppo.entropy_coef = c: the raw gradient of the update is the one without the bonus minus c times the gradient
+    of the policy's token-mean entropy (at the sampling temperature), micro-batches averaged; with c = 0 the
+    entropy is logged without a graph."""
+    from rlhf_ads.ppo.losses import masked_mean
+    from rlhf_ads.ppo.models import POLICY
+
+    loaded, actor_critic, rollout, advantages, returns, params, optimization, captured = two_micro_batch_update(
+        tmp_path, tiny_model_dir, monkeypatch, critic)
+    with torch.no_grad():
+        actor_critic.use(POLICY)
+        old = response_logprobs(actor_critic.model, rollout, loaded.ppo.temperature)
+    monkeypatch.setattr(torch, "randperm", lambda n, **kwargs: torch.arange(n))  # micro-batches [0, 1], [2, 3]
+
+    def update_gradients(coef):
+        loaded.ppo.entropy_coef = coef
+        for param in params:
+            param.grad = None
+        stats = update.run_update(loaded.ppo, actor_critic, optimization, rollout, old, torch.zeros_like(old),
+                                  advantages, returns)
+        return captured[-1], stats["ppo/entropy"]
+
+    without, entropy_logged = update_gradients(0.0)
+    with_bonus, _ = update_gradients(0.5)
+    for param in params:
+        param.grad = None
+    actor_critic.use(POLICY)
+    for index in (torch.tensor([0, 1]), torch.tensor([2, 3])):
+        _, entropy = response_logprobs(actor_critic.model, rollout.select(index), loaded.ppo.temperature,
+                                       with_entropy=True, entropy_grad=True)
+        (masked_mean(entropy, rollout.response_mask[index]) / 2).backward()
+    entropy_gradient = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+    assert any(g.abs().sum() > 0 for g in entropy_gradient) and entropy_logged > 0
+    for got, base, grad in zip(with_bonus, without, entropy_gradient):
+        assert torch.allclose(got, base - 0.5 * grad, atol=1e-6)
+    with torch.no_grad():
+        assert not response_logprobs(actor_critic.model, rollout, 1.0, with_entropy=True)[1].requires_grad
+    with pytest.raises(ConfigError, match="entropy_coef must be >= 0"):
+        config.load(None, [f"model.base={tiny_model_dir}", "ppo.entropy_coef=-0.1"])
+
+
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_the_kept_first_forward_gives_the_old_stats_and_gradients_of_fresh_passes(tmp_path, tiny_model_dir,
+                                                                                   monkeypatch, critic):
+    """The update's first micro-batch runs its training forward with the old statistics (update.KeptPass). Its
+    old log-probs and values, and the raw gradients of the whole update, equal those of running every pass
+    afresh, also with a value adapter whose pass in between turns the policy's requires_grad off."""
+    from rlhf_ads.ppo.models import POLICY
+
+    loaded, actor_critic, rollout, advantages, returns, params, optimization, captured = two_micro_batch_update(
+        tmp_path, tiny_model_dir, monkeypatch, critic)
 
     def run_update(keep: bool):
         for param in params:
