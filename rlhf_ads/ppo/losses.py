@@ -100,14 +100,3 @@ def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torc
     loss = 0.5 * masked_mean(torch.max(unclipped_loss, clipped_loss), mask)
     return loss, {"clipfrac": masked_mean((clipped_loss > unclipped_loss).float(), mask)}
 
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-token entropy of the softmax over the last axis: (B, T, V) -> (B, T)."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    return -(log_probs.exp() * log_probs).sum(-1)
-
-
-def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log p(token) under softmax(logits / temperature), as in sampling. logits (B, T, V), tokens (B, T)."""
-    log_probs = torch.log_softmax(logits.float() / (temperature + 1e-7), dim=-1)
-    return torch.gather(log_probs, 2, tokens.unsqueeze(-1)).squeeze(-1)

@@ -13,7 +13,8 @@ import torch
 
 from rlhf_ads.generation import until_first_stop
 from rlhf_ads.ppo.decoding import generation_kwargs
-from rlhf_ads.ppo.losses import INVALID_LOGPROB, entropy_from_logits, logprobs_from_logits
+from rlhf_ads.ppo.losses import INVALID_LOGPROB
+from rlhf_ads.ppo.token_logprobs import token_logprobs
 
 
 @dataclass
@@ -94,18 +95,13 @@ def _response_hidden_states(trunk, rollout: Rollout) -> torch.Tensor:
 
 
 def _logprobs_from_hidden(lm_head: torch.nn.Module, hidden: torch.Tensor, rollout: Rollout, temperature: float,
-                          with_entropy: bool, entropy_grad: bool = False):
+                          with_entropy: bool):
     """Log-probs (B, R) of the response tokens from hidden states (B, R, H), INVALID_LOGPROB at padding; with
-    `with_entropy` also the per-token entropy (B, R), without gradients unless `entropy_grad` (an entropy bonus
-    in the loss: its graph holds a few (B, R, V) tensors until the backward)."""
-    logits = lm_head(hidden)
-    logprobs = torch.masked_fill(logprobs_from_logits(logits, rollout.response, temperature), ~rollout.response_mask,
-                                 INVALID_LOGPROB)
-    if not with_entropy:
-        return logprobs
-    with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
-        entropy = entropy_from_logits(logits / (temperature + 1e-7))
-    return logprobs, entropy
+    `with_entropy` also the per-token entropy (B, R) at the sampling temperature (differentiable: an entropy
+    bonus in the loss backpropagates through it, and it costs nothing when the loss leaves it out)."""
+    logprobs, entropy = token_logprobs(lm_head(hidden), rollout.response, temperature, with_entropy)
+    logprobs = torch.masked_fill(logprobs, ~rollout.response_mask, INVALID_LOGPROB)
+    return (logprobs, entropy) if with_entropy else logprobs
 
 
 def _values_from_hidden(value_head: torch.nn.Module, hidden: torch.Tensor, rollout: Rollout) -> torch.Tensor:
@@ -113,29 +109,27 @@ def _values_from_hidden(value_head: torch.nn.Module, hidden: torch.Tensor, rollo
     return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1) * rollout.response_mask
 
 
-def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy: bool = False,
-                      entropy_grad: bool = False):
+def response_logprobs(model, rollout: Rollout, temperature: float, with_entropy: bool = False):
     """Log-probs (B, R) of the response tokens under causal LM `model` (logits / temperature); INVALID_LOGPROB
-    at padded positions. With `with_entropy`, also the per-token entropy (B, R), differentiable with
-    `entropy_grad`."""
+    at padded positions. With `with_entropy`, also the per-token entropy (B, R)."""
     trunk, lm_head = causal_lm_parts(model)
     return _logprobs_from_hidden(lm_head, _response_hidden_states(trunk, rollout), rollout, temperature,
-                                 with_entropy, entropy_grad)
+                                 with_entropy)
 
 
 def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module, rollout: Rollout, temperature: float,
-                   *, with_entropy: bool = False, entropy_grad: bool = False, value_only: bool = False):
+                   *, with_entropy: bool = False, value_only: bool = False):
     """One trunk pass over query + response for a critic that shares the policy's trunk: the LM head and the
     value head both read the hidden state at the position before each response token. Returns
-    (logprobs (B, R), values (B, R)), plus the per-token entropy (B, R) with `with_entropy` (differentiable with
-    `entropy_grad`). With `value_only` the trunk runs without gradients, only the value head learns (the critic
-    warm-up) and the log-probs are None."""
+    (logprobs (B, R), values (B, R)), plus the per-token entropy (B, R) with `with_entropy`. With `value_only`
+    the trunk runs without gradients, only the value head learns (the critic warm-up) and the log-probs are
+    None."""
     with torch.set_grad_enabled(torch.is_grad_enabled() and not value_only):
         hidden = _response_hidden_states(trunk, rollout)
     values = _values_from_hidden(value_head, hidden, rollout)
     if value_only:
         return None, values
-    out = _logprobs_from_hidden(lm_head, hidden, rollout, temperature, with_entropy, entropy_grad)
+    out = _logprobs_from_hidden(lm_head, hidden, rollout, temperature, with_entropy)
     return (out, values) if not with_entropy else (out[0], values, out[1])
 
 

@@ -128,17 +128,15 @@ def run_update(cfg, actor_critic: ActorCritic, optimization, rollout, old_logpro
 
 def policy_pass(cfg, actor_critic: ActorCritic, optimization, rollout, *, with_entropy: bool = False):
     """The policy's forward over `rollout`: (log-probs (B, R), entropy (B, R) or None, values (B, R) or None);
-    with a shared critic the values come from the same pass. The entropy carries gradients when the loss has an
-    entropy bonus (`entropy_coef` > 0)."""
+    with a shared critic the values come from the same pass."""
     actor_critic.use(POLICY)
-    entropy_grad = with_entropy and cfg.entropy_coef > 0
     if actor_critic.shared_critic:
         logprobs, values, *entropy = optimization.forward(lambda: response_stats(
             actor_critic.trunk, actor_critic.lm_head, actor_critic.value_head, rollout, cfg.temperature,
-            with_entropy=with_entropy, entropy_grad=entropy_grad))
+            with_entropy=with_entropy))
         return logprobs, (entropy or [None])[0], values
-    out = optimization.forward(lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature,
-                                                         with_entropy=with_entropy, entropy_grad=entropy_grad))
+    out = optimization.forward(
+        lambda: response_logprobs(actor_critic.model, rollout, cfg.temperature, with_entropy=with_entropy))
     return (*out, None) if with_entropy else (out, None, None)
 
 
