@@ -4,19 +4,22 @@ The plain formulation, log_softmax(logits.float() / T) gathered at the tokens, m
 each of its steps (the cast, the division, the log-softmax it keeps for the backward, the gather's
 zero-filled gradient, the log-softmax's gradient): 25 MiB each for 4 x 32 tokens of the bundled model's 49k
 vocabulary, and a graph that holds the fp32 log-softmax until the backward (the update's first micro-batch
-holds it across the whole rollout scoring). Here each pass works through ROWS rows at a time in fp32 blocks
-small enough to stay in cache, keeps for the backward only the logits as they came (bf16 or fp32) and each
-row's log-normalizer, and writes the logits' gradient straight in their dtype. The numbers are the plain
-formulation's to fp32 rounding, and a pass with gradients gives the same log-probs as one without, to the bit.
-Alone, on (4, 32, 49152) bf16 logits on a 2-core CPU: 7.6 ms against 18.5 ms without gradients, 23 against
-35 ms forward and backward; benchmarks/RESULTS.md has what it changes in a whole PPO step.
+holds it across the whole rollout scoring). Here each pass works through a block of rows at a time: on a
+CPU fp32 blocks small enough to stay in cache (16 rows of a 49k vocabulary), on accelerators large ones
+(few kernel launches per pass, memory still bounded). It keeps for the backward only the logits as they came
+(bf16 or fp32) and each row's log-normalizer, and writes the logits' gradient straight in their dtype. The
+numbers are the plain formulation's to fp32 rounding, and a pass with gradients gives the same log-probs as
+one without, to the bit. Alone, on (4, 32, 49152) bf16 logits on a 2-core CPU: 7.6 ms against 18.5 ms
+without gradients, 23 against 35 ms forward and backward; benchmarks/RESULTS.md has what it changes in a
+whole PPO step.
 """
 
 from __future__ import annotations
 
 import torch
 
-ROWS = 16  # 16 x 49152 fp32 = 3 MiB per block
+CPU_BLOCK_BYTES = 3 * 2**20  # fp32 block that stays in cache: 16 rows of a 49k vocabulary
+ACCELERATOR_BLOCK_BYTES = 512 * 2**20
 TEMPERATURE_EPS = 1e-7  # logits / (T + eps), as TRL's PPO divides them
 
 
@@ -28,6 +31,12 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     logprobs, entropy = _TokenLogprobs.apply(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1),
                                              temperature + TEMPERATURE_EPS, with_entropy)
     return logprobs.view(shape), (entropy.view(shape) if with_entropy else None)
+
+
+def block_rows(logits: torch.Tensor) -> int:
+    """Rows per fp32 block of (N, V) logits on their device."""
+    budget = CPU_BLOCK_BYTES if logits.device.type == "cpu" else ACCELERATOR_BLOCK_BYTES
+    return max(1, budget // (4 * logits.shape[-1]))
 
 
 def _scaled(logits: torch.Tensor, rows: slice, temperature: float) -> torch.Tensor:
@@ -44,8 +53,9 @@ class _TokenLogprobs(torch.autograd.Function):
         logprobs = torch.empty(n, dtype=torch.float32, device=logits.device)
         log_normalizer = torch.empty_like(logprobs)
         entropy = torch.empty(n if with_entropy else 0, dtype=torch.float32, device=logits.device)
-        for start in range(0, n, ROWS):
-            rows = slice(start, start + ROWS)
+        step = block_rows(logits)
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
             z = _scaled(logits, rows, temperature)
             z_token = z.gather(1, tokens[rows, None]).squeeze(1)
             log_probs = torch.log_softmax(z, dim=-1)
@@ -67,8 +77,9 @@ class _TokenLogprobs(torch.autograd.Function):
             grad_logprobs = torch.zeros_like(log_normalizer)
         with_entropy = grad_entropy is not None and grad_entropy.numel() > 0
         scale = 1.0 / ctx.temperature
-        for start in range(0, logits.shape[0], ROWS):
-            rows = slice(start, start + ROWS)
+        step = block_rows(logits)
+        for start in range(0, logits.shape[0], step):
+            rows = slice(start, start + step)
             log_probs = torch.add(-log_normalizer[rows, None], logits[rows], alpha=scale)  # (r, V) fp32
             g = grad_logprobs[rows, None] * scale
             if with_entropy:

@@ -28,7 +28,7 @@ def test_hand_checked_values():
 def test_values_and_gradients_equal_the_plain_formulation(dtype, monkeypatch):
     """(3, 13) tokens over blocks of 5 rows (the last one short), with a loss that weighs the log-probs and
     the entropy per token; the logits' gradient comes back in their dtype."""
-    monkeypatch.setattr(blocks, "ROWS", 5)
+    monkeypatch.setattr(blocks, "CPU_BLOCK_BYTES", 5 * 4 * 50)
     torch.manual_seed(0)
     logits = (torch.randn(3, 13, 50) * 3).to(dtype).requires_grad_()
     tokens = torch.randint(0, 50, (3, 13))
@@ -62,3 +62,8 @@ def test_no_grad_and_grad_passes_give_identical_log_probs():
         old = token_logprobs(logits, tokens, 0.7)[0]
     new = token_logprobs(logits.clone().requires_grad_(), tokens, 0.7)[0]
     assert torch.equal(old, new.detach())
+
+
+def test_blocks_stay_in_cache_on_cpus_and_are_large_elsewhere():
+    assert blocks.block_rows(torch.empty(1, 49152)) == 16
+    assert blocks.block_rows(torch.empty(1, 49152, device="meta")) >= 2048
