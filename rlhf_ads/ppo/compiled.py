@@ -24,7 +24,7 @@ from rlhf_ads.errors import ConfigError
 from rlhf_ads.modeling import decoder_layers
 from rlhf_ads.private_apis import compile_rounding_like_eager
 
-AUTO_MIN_STEPS = 40  # benchmarks/RESULTS.md, 2-core CPU with AMX: ~90 s to compile, paid back after 38-47 steps
+AUTO_MIN_STEPS = 40  # benchmarks/RESULTS.md, 2-core CPU with AMX: ~90 s to compile, paid back after 29-76 steps
 
 
 def compile_wanted(recipe, under_deepspeed: bool) -> bool:
