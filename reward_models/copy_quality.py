@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from reward_models._columns import per_sample, per_sample_lists
-from rlhf_ads.rewards import ad_words, fold_plural, keywords_present
+from rlhf_ads.rewards import ad_words, fold_plural, keywords_present, term_pattern
 
 CTA_VERBS = ("shop", "buy", "order", "book", "reserve", "start", "get", "try", "join", "sign up", "learn more",
              "discover", "explore", "save", "call", "request", "schedule", "apply", "download", "compare", "claim",
@@ -68,16 +68,19 @@ class BrandVoice:
         self.preferred = [p.lower() for p in preferred]
         self.avoided = [a.lower() for a in avoided]
         self.bonus, self.penalty = bonus, penalty
+        self._preferred = [term_pattern([t]) for t in self.preferred]
+        self._avoided = [term_pattern([t]) for t in self.avoided]
 
-    def _count(self, terms: list[str], lower: str) -> int:
-        return sum(1 for t in terms if re.search(r"(?<!\w)" + re.escape(t) + r"(?!\w)", lower))
+    @staticmethod
+    def _count(patterns: list[re.Pattern], lower: str) -> int:
+        return sum(1 for p in patterns if p.search(lower))
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float]:
         scores = []
         for text in completions:
             lower = text.lower()
-            good = min(1.0, self.bonus * self._count(self.preferred, lower))
-            scores.append(good - self.penalty * self._count(self.avoided, lower))
+            good = min(1.0, self.bonus * self._count(self._preferred, lower))
+            scores.append(good - self.penalty * self._count(self._avoided, lower))
         return scores
 
 

@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 
 from reward_models._columns import per_sample
+from rlhf_ads.rewards import term_pattern
 
 logger = logging.getLogger(__name__)
 _WORD = re.compile(r"[a-z][a-z0-9']+")
@@ -86,9 +87,7 @@ class ToneVoice:
         if not any(self.lexicon.values()):
             raise ValueError(f"tone_voice: no tone has a marker ({learn_from or 'lexicon'} gave {self.lexicon})")
         self.clash = clash
-        self._patterns = {tone.lower(): re.compile(r"(?<!\w)(?:" + "|".join(re.escape(m.lower()) for m in markers)
-                                                   + r")(?!\w)")
-                          for tone, markers in self.lexicon.items() if markers}
+        self._patterns = {tone.lower(): term_pattern(markers) for tone, markers in self.lexicon.items() if markers}
 
     def __call__(self, completions: list[str], prompts: list[str], tone=None, **columns) -> list[float | None]:
         scores = []

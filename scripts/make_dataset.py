@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dataset_copywriter import add_flaws, write_ad  # noqa: E402
 
 from rlhf_ads.data.briefs import Brief  # noqa: E402
-from rlhf_ads.data.gold import FEATURES, POPULATION_WEIGHTS, ad_features, gold_utility, weighted_utility  # noqa: E402
+from rlhf_ads.data.designers import DESIGNERS, feature_utility, first_preferred  # noqa: E402
+from rlhf_ads.data.gold import ad_features, gold_utility  # noqa: E402
 
 # Platform fields briefs ask for, with their shares.
 PLATFORM_FIELDS = [("google_rsa", "headline", 0.30), ("google_rsa", "description", 0.25),
@@ -35,18 +36,6 @@ CANDIDATES_PER_BRIEF = 4
 PAIRS_PER_BRIEF = 2
 CLICK_ROWS_PER_BRIEF = 2
 
-# Simulated designers: taste = weights over the gold features (sum 1) and `sharpness`,
-# the Bradley-Terry scale (higher = more consistent choices).
-DESIGNERS = {
-    "d01_specifics": dict(specificity=0.35, keyword_use=0.15, call_to_action=0.1, length_fit=0.2, tone_match=0.05, policy_clean=0.15, sharpness=24.0),
-    "d02_seo": dict(specificity=0.15, keyword_use=0.35, call_to_action=0.1, length_fit=0.2, tone_match=0.05, policy_clean=0.15, sharpness=22.0),
-    "d03_conversion": dict(specificity=0.15, keyword_use=0.15, call_to_action=0.3, length_fit=0.2, tone_match=0.05, policy_clean=0.15, sharpness=22.0),
-    "d04_brand_voice": dict(specificity=0.15, keyword_use=0.1, call_to_action=0.1, length_fit=0.2, tone_match=0.3, policy_clean=0.15, sharpness=20.0),
-    "d05_compliance": dict(specificity=0.15, keyword_use=0.15, call_to_action=0.1, length_fit=0.25, tone_match=0.05, policy_clean=0.3, sharpness=26.0),
-    "d06_balanced": dict(POPULATION_WEIGHTS, sharpness=23.0),
-    "d07_hurried": dict(POPULATION_WEIGHTS, sharpness=12.0),
-    "d08_layout": dict(specificity=0.15, keyword_use=0.15, call_to_action=0.1, length_fit=0.35, tone_match=0.1, policy_clean=0.15, sharpness=23.0),
-}
 # Click-through model: logit(CTR) = base + relevance + specificity + CTA + cleanliness - position.
 CTR_BASE = {"google_rsa": -3.8, "microsoft_rsa": -4.0, "meta": -4.8}
 CTR_WEIGHTS = {"keyword_use": 1.1, "specificity": 0.9, "call_to_action": 0.5, "policy_clean": 0.6}
@@ -91,11 +80,6 @@ def make_candidates(rng: random.Random, brief: dict, product: dict) -> list[dict
     return candidates
 
 
-def designer_utility(designer: str, candidate: dict) -> float:
-    weights = {k: DESIGNERS[designer][k] for k in FEATURES}
-    return weighted_utility(candidate["features"], weights, candidate["text"])
-
-
 def make_preferences(rng: random.Random, brief: dict, candidates: list[dict], start_id: int) -> list[dict]:
     """Bradley-Terry choices: P(a over b) = sigmoid(sharpness * (U_d(a) - U_d(b)))."""
     rows = []
@@ -104,7 +88,8 @@ def make_preferences(rng: random.Random, brief: dict, candidates: list[dict], st
     for _ in range(PAIRS_PER_BRIEF if len(distinct) > 1 else 0):
         a, b = rng.sample(distinct, 2)
         designer = rng.choice(names)
-        p_a = 1.0 / (1.0 + math.exp(-DESIGNERS[designer]["sharpness"] * (designer_utility(designer, a) - designer_utility(designer, b))))
+        p_a = first_preferred(designer, feature_utility(designer, a["features"], a["text"]),
+                              feature_utility(designer, b["features"], b["text"]))
         chosen, rejected, p_chosen = (a, b, p_a) if rng.random() < p_a else (b, a, 1.0 - p_a)
         rows.append(dict(id=f"p{start_id + len(rows):05d}", brief_id=brief["id"], split=brief["split"],
                          designer_id=designer, chosen=chosen["text"], rejected=rejected["text"],

@@ -13,7 +13,9 @@ LOOP = """the loop: candidates -> serve (designers label) -> export -> rlhf-ads 
   rlhf-ads annotate add-designer alice --db annotations.sqlite
   rlhf-ads annotate serve --db annotations.sqlite --candidates candidates.jsonl --overlap 2
   rlhf-ads annotate export --db annotations.sqlite --out prefs.jsonl
-  rlhf-ads reward RECIPE reward.train=prefs.jsonl reward.train.briefs=prefs.briefs.jsonl"""
+  rlhf-ads reward RECIPE reward.train=prefs.jsonl reward.train.briefs=prefs.briefs.jsonl
+on the bundled data, the simulated designers can stand in for people (a store of their own):
+  rlhf-ads annotate simulate --db simulated.sqlite --candidates candidates.jsonl"""
 
 
 def add_parser(sub) -> None:
@@ -53,6 +55,14 @@ def add_parser(sub) -> None:
                        help="a reward stage's output: pairs it is least sure about are offered first")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000)
+    simulate = commands.add_parser("simulate", help="the bundled data's simulated designers label every pair (no "
+                                                    "people; bundled briefs only)")
+    _db(simulate)
+    simulate.add_argument("--candidates", action="append", default=[], metavar="FILE",
+                          help="candidates JSONL to add first (repeatable)")
+    simulate.add_argument("--briefs", help="briefs source for candidate rows that have only a brief_id")
+    simulate.add_argument("--overlap", type=int, default=1, help="simulated designers who label each pair (default 1)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the designers' draws (default 0)")
     export = commands.add_parser("export", help="write the labels as the preference file the reward stage reads")
     _db(export)
     export.add_argument("--out", required=True, help="preferences JSONL (brief_id/prompt, chosen, rejected, "
@@ -86,6 +96,8 @@ def run(args, recipe=None) -> int:
         print(f"designer {args.name}: token revoked; their labels stay")
     elif args.annotate_command == "serve":
         return _serve(args, store)
+    elif args.annotate_command == "simulate":
+        return _simulate(args, store)
     elif args.annotate_command == "export":
         return _export(args, store)
     else:
@@ -113,14 +125,9 @@ def _candidates(args, recipe) -> int:
 
 
 def _serve(args, store) -> int:
-    from rlhf_ads.annotate.candidates import read_candidates
-
     if args.overlap < 1 or (args.goal is not None and args.goal < 1):
         raise RlhfAdsError("--overlap and --goal must be at least 1")
-    for path in args.candidates:
-        new, pairs, same = store.import_candidates(read_candidates(path, briefs=args.briefs))
-        skipped = f" ({same} skipped: the same ad twice)" if same else ""
-        print(f"annotate: {path}: {new} new candidates, {pairs} new pairs{skipped}")
+    _import(args, store)
     total = store.pair_count()
     if total == 0:
         raise RlhfAdsError(f"{args.db}: no pairs to compare; pass --candidates FILE with two different ads per brief")
@@ -154,6 +161,29 @@ def _score(store, folder: str | None) -> None:
     scores = score_candidates(store.candidates().values(), load_scorer(folder))
     store.set_scores(scores)
     print(f"annotate: {folder} scored {len(scores)} candidates; the pairs it is least sure about come first")
+
+
+def _import(args, store) -> None:
+    """Add the candidates files of `--candidates` to the store, saying what each added."""
+    from rlhf_ads.annotate.candidates import read_candidates
+
+    for path in args.candidates:
+        new, pairs, same = store.import_candidates(read_candidates(path, briefs=args.briefs))
+        skipped = f" ({same} skipped: the same ad twice)" if same else ""
+        print(f"annotate: {path}: {new} new candidates, {pairs} new pairs{skipped}")
+
+
+def _simulate(args, store) -> int:
+    from rlhf_ads.annotate.simulate import simulate_labels
+
+    _import(args, store)
+    if store.pair_count() == 0:
+        raise RlhfAdsError(f"{args.db}: no pairs to label; pass --candidates FILE with two different ads per brief")
+    given = simulate_labels(store, args.overlap, args.seed)
+    print(f"annotate: {sum(given.values())} simulated labels ("
+          + ", ".join(f"{name} {n}" for name, n in given.items()) + f"); next: rlhf-ads annotate export --db {args.db} "
+          "--out prefs.jsonl --mix bundled:preferences:train")
+    return 0
 
 
 def _loopback(host: str) -> bool:

@@ -1,4 +1,4 @@
-"""Which of a brief's keywords an ad contains: words matched case-blind, plurals folded."""
+"""Which of a brief's keywords or terms an ad contains: words matched case-blind, plurals folded."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import re
 def ad_words(text: str) -> list[str]:
     """Lower-cased words, figures, prices and percentages, in order."""
     return re.findall(r"[a-z0-9$%']+", text.lower())
+
+
+def term_pattern(terms) -> re.Pattern:
+    """Any of `terms` (an iterable of phrases) as a whole word or phrase, case-blind: not inside a longer word."""
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t.lower()) for t in terms) + r")(?!\w)", re.IGNORECASE)
 
 
 def fold_plural(word: str) -> str:

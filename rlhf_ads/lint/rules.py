@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
+from rlhf_ads.lint.keywords import term_pattern
 from rlhf_ads.platforms import PlatformSpec, field_spec, platform_spec, width_for
 
 GOOGLE_CAPS = "support.google.com/adspolicy/answer/14848295"
@@ -107,9 +108,7 @@ def _repetition(text: str, ctx: PolicyContext) -> list[str]:
 
 
 def _prohibited(text: str, ctx: PolicyContext) -> list[str]:
-    lower = text.lower()
-    return [f"prohibited term '{term}'" for term in ctx.prohibited_terms
-            if re.search(r"(?<!\w)" + re.escape(term.lower()) + r"(?!\w)", lower)]
+    return [f"prohibited term '{term}'" for term in ctx.prohibited_terms if term_pattern([term]).search(text.lower())]
 
 
 def _over_limit(text: str, ctx: PolicyContext) -> list[str]:

@@ -10,7 +10,7 @@ _SOURCES = {
     "rlhf_ads.data.briefs": ["SCORER_INPUT", "Brief", "brief_context", "brief_from_row", "rater_mean_scores",
                              "scorer_text"],
     "rlhf_ads.lint": ["PolicyContext", "Violation", "ad_words", "context_for", "fold_plural", "keywords_present",
-                      "lint"],
+                      "lint", "term_pattern"],
     "rlhf_ads.modeling": ["encode_for_scoring", "load_sequence_scorer", "score_sequences"],
     "rlhf_ads.platforms": ["FieldSpec", "PlatformSpec", "field_spec", "platform_spec", "platforms", "text_width",
                            "width_for"],

@@ -8,7 +8,7 @@ from reward_models.copy_quality import (BrandVoice, RecentDiversity, batch_diver
                                         keyword_coverage, repetition)
 from reward_models.platform import length_fit, length_limit
 from reward_models.policy import ad_policy
-from rlhf_ads.lint import context_for, lint
+from rlhf_ads.lint import context_for, lint, term_pattern
 from rlhf_ads.rewards.composite import CompositeReward, RewardComponent
 
 GOOGLE_HEADLINE = context_for("google_rsa", "headline")
@@ -16,6 +16,12 @@ GOOGLE_HEADLINE = context_for("google_rsa", "headline")
 
 def rules(text, ctx=GOOGLE_HEADLINE):
     return [v.rule for v in lint(text, ctx)]
+
+
+def test_term_pattern_matches_whole_words_and_phrases_only():
+    pattern = term_pattern(["free", "no-fee card", "c++"])
+    assert [bool(pattern.search(t.lower())) for t in ("Free trial", "Get a no-fee card", "learn C++ fast")] == [True] * 3
+    assert not any(pattern.search(t) for t in ("freedom", "carefree", "no-fee cards", "abc++"))
 
 
 @pytest.mark.parametrize("text, rule", [
