@@ -15,12 +15,18 @@ from rlhf_ads.data.designers import DESIGNERS, designer_utility, first_preferred
 from rlhf_ads.errors import RlhfAdsError
 
 
-def _utility(designer: str, candidate: Candidate) -> float:
+def _judged_brief(candidate: Candidate):
+    """The Brief the designers judge `candidate` against; a brief without a platform limit, or a plain prompt,
+    is an error naming the candidate."""
     brief = prompt_row(candidate.brief).get("brief")
     if brief is None or brief.max_chars is None:
         raise RlhfAdsError(f"candidate {candidate.id!r}: simulated designers judge ads written for briefs with a "
                            "platform limit (product, platform, field); this one has a plain prompt or no limit")
-    return designer_utility(designer, brief, candidate.text)
+    return brief
+
+
+def _utility(designer: str, candidate: Candidate) -> float:
+    return designer_utility(designer, _judged_brief(candidate), candidate.text)
 
 
 def _simulated_designers(store: Store) -> list[tuple[str, Designer]]:
@@ -38,6 +44,8 @@ def simulate_labels(store: Store, overlap: int = 1, seed: int = 0) -> dict[str, 
     probability sigmoid(sharpness * (U_d(left) - U_d(right)))."""
     if overlap < 1 or overlap > len(DESIGNERS):
         raise RlhfAdsError(f"overlap must be 1-{len(DESIGNERS)} (one label per simulated designer at most)")
+    for candidate in store.candidates().values():  # every ad judgeable before the first label is stored
+        _judged_brief(candidate)
     rng = random.Random(seed)
     active = _simulated_designers(store)
     given = {name: 0 for name, _ in active}

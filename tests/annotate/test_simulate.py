@@ -77,9 +77,10 @@ def test_the_same_seed_gives_the_same_choices(tmp_path, bundled_pairs):
     assert choices("one.sqlite") == choices("two.sqlite")
 
 
-def test_a_plain_prompt_cannot_be_judged(store):
+def test_a_plain_prompt_cannot_be_judged_and_nothing_is_labelled(store):
     with pytest.raises(RlhfAdsError, match="plain prompt"):
         simulate_labels(store)
+    assert store.labels() == []
 
 
 def test_the_cli_labels_and_export_mixes_the_bundled_pairs(tmp_path, bundled_pairs, capsys):
