@@ -11,22 +11,19 @@ import random
 from rlhf_ads.annotate.candidates import Candidate, prompt_row
 from rlhf_ads.annotate.queue import next_assignment
 from rlhf_ads.annotate.store import Designer, Store
-from rlhf_ads.data.designers import DESIGNERS, designer_utility, first_preferred
+from rlhf_ads.data.designers import DESIGNERS, feature_utility, first_preferred
+from rlhf_ads.data.gold import ad_features
 from rlhf_ads.errors import RlhfAdsError
 
 
-def _judged_brief(candidate: Candidate):
-    """The Brief the designers judge `candidate` against; a brief without a platform limit, or a plain prompt,
-    is an error naming the candidate."""
+def _gold_features(candidate: Candidate) -> dict[str, float]:
+    """The candidate's gold features, which every designer's utility weighs; a brief without a platform limit, or
+    a plain prompt, is an error naming the candidate."""
     brief = prompt_row(candidate.brief).get("brief")
     if brief is None or brief.max_chars is None:
         raise RlhfAdsError(f"candidate {candidate.id!r}: simulated designers judge ads written for briefs with a "
                            "platform limit (product, platform, field); this one has a plain prompt or no limit")
-    return brief
-
-
-def _utility(designer: str, candidate: Candidate) -> float:
-    return designer_utility(designer, _judged_brief(candidate), candidate.text)
+    return ad_features(brief, candidate.text)
 
 
 def _simulated_designers(store: Store) -> list[tuple[str, Designer]]:
@@ -44,8 +41,8 @@ def simulate_labels(store: Store, overlap: int = 1, seed: int = 0) -> dict[str, 
     probability sigmoid(sharpness * (U_d(left) - U_d(right)))."""
     if overlap < 1 or overlap > len(DESIGNERS):
         raise RlhfAdsError(f"overlap must be 1-{len(DESIGNERS)} (one label per simulated designer at most)")
-    for candidate in store.candidates().values():  # every ad judgeable before the first label is stored
-        _judged_brief(candidate)
+    # every ad's features once, before the first label is stored (so an ad that cannot be judged stores nothing)
+    features = {c.id: _gold_features(c) for c in store.candidates().values()}
     rng = random.Random(seed)
     active = _simulated_designers(store)
     given = {name: 0 for name, _ in active}
@@ -55,7 +52,9 @@ def simulate_labels(store: Store, overlap: int = 1, seed: int = 0) -> dict[str, 
         if assignment is None:
             active.remove((name, designer))
             continue
-        p_left = first_preferred(name, _utility(name, assignment.left), _utility(name, assignment.right))
+        left, right = assignment.left, assignment.right
+        p_left = first_preferred(name, feature_utility(name, features[left.id], left.text),
+                                 feature_utility(name, features[right.id], right.text))
         choice = "a" if rng.random() < p_left else "b"
         store.submit(designer, assignment.id, choice, "simulated", f"simulated/{assignment.id}")
         given[name] += 1

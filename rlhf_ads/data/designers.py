@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 
-from rlhf_ads.data.briefs import Brief
-from rlhf_ads.data.gold import FEATURES, POPULATION_WEIGHTS, ad_features, weighted_utility
+from rlhf_ads.data.gold import FEATURES, POPULATION_WEIGHTS, weighted_utility
 
 DESIGNERS = {
     "d01_specifics": dict(specificity=0.35, keyword_use=0.15, call_to_action=0.1, length_fit=0.2, tone_match=0.05, policy_clean=0.15, sharpness=24.0),
@@ -31,11 +30,6 @@ def designer_weights(designer: str) -> dict[str, float]:
 def feature_utility(designer: str, features: dict[str, float], text: str) -> float:
     """U_d of an ad whose gold features are `features`."""
     return weighted_utility(features, designer_weights(designer), text)
-
-
-def designer_utility(designer: str, brief: Brief, text: str) -> float:
-    """U_d(text) for `brief` (which must carry its platform limit)."""
-    return feature_utility(designer, ad_features(brief, text), text)
 
 
 def first_preferred(designer: str, utility_a: float, utility_b: float) -> float:

@@ -10,8 +10,8 @@ from rlhf_ads.annotate.export import export
 from rlhf_ads.annotate.simulate import simulate_labels
 from rlhf_ads.annotate.store import Store
 from rlhf_ads.data import load_rows
-from rlhf_ads.data.designers import DESIGNERS, designer_utility, first_preferred
-from rlhf_ads.data.gold import gold_utility
+from rlhf_ads.data.designers import DESIGNERS, feature_utility, first_preferred
+from rlhf_ads.data.gold import ad_features, gold_utility
 from rlhf_ads.errors import RlhfAdsError
 from tests.annotate.conftest import write_jsonl
 
@@ -37,8 +37,9 @@ def _store(tmp_path, pairs, name="db.sqlite") -> Store:
 def test_the_designers_are_those_that_drew_the_bundled_preferences(bundled_pairs):
     for pair in bundled_pairs:
         name, brief = pair["designer_id"], pair["brief"]
-        p = first_preferred(name, designer_utility(name, brief, pair["chosen"]),
-                            designer_utility(name, brief, pair["rejected"]))
+        chosen, rejected = pair["chosen"], pair["rejected"]
+        p = first_preferred(name, feature_utility(name, ad_features(brief, chosen), chosen),
+                            feature_utility(name, ad_features(brief, rejected), rejected))
         assert p == pytest.approx(pair["p_designer_chosen"], abs=6e-5)
 
 
