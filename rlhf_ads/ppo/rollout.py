@@ -136,3 +136,24 @@ def response_stats(trunk, lm_head: torch.nn.Module, value_head: torch.nn.Module,
 def response_values(trunk, value_head: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
     """Values (B, R): the value head on the trunk's last hidden state at the position before each token."""
     return _values_from_hidden(value_head, _response_hidden_states(trunk, rollout), rollout)
+
+
+@torch.no_grad()
+def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[str], *,
+                        batch_size: int = 16) -> list[float]:
+    """log p(completion + EOS | prompt) under causal LM `model`, summed over the completion's tokens, one per
+    pair: the prompt as rendered text, the completion tokenized on its own (as a sampled response is)."""
+    totals: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = slice(start, start + batch_size)
+        query, query_mask, _ = encode_prompts(tokenizer, prompts[chunk], max_prompt_tokens=10**9)
+        rows = [ids + [tokenizer.eos_token_id] for ids in
+                tokenizer(completions[chunk], add_special_tokens=False)["input_ids"]]
+        padded = tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding_side="right")
+        mask = padded["attention_mask"].bool()
+        response = torch.where(mask, padded["input_ids"], tokenizer.pad_token_id)
+        rollout = Rollout(query.to(model.device), query_mask.to(model.device), response.to(model.device),
+                          mask.to(model.device), torch.ones(len(rows), dtype=torch.bool), list(completions[chunk]))
+        logprobs = response_logprobs(model, rollout, temperature=1.0)
+        totals += (logprobs * rollout.response_mask).sum(1).tolist()
+    return totals

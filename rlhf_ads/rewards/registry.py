@@ -38,6 +38,9 @@ SHIPPED: dict[str, ShippedReward] = {
     "recent_diversity": ShippedReward("reward_models.copy_quality:RecentDiversity",
                                       "1 minus the ad's highest n-gram overlap with the batch's and PPO's last "
                                       "`window` ads"),
+    "brief_specificity": ShippedReward("reward_models.specificity:BriefSpecificity",
+                                       "how much likelier the SFT model finds the ad under its own brief than under "
+                                       "the product's other briefs (nats): what only its brief asks for"),
     "reward_model": ShippedReward("reward_models.learned:LearnedReward",
                                   "the score of a trained reward model folder (`rlhf-ads reward`)"),
     "click_through": ShippedReward("reward_models.learned:ClickThroughReward",
