@@ -16,6 +16,7 @@ as likely under the contrasts as under its own brief, more for an ad that uses w
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -23,13 +24,15 @@ import zlib
 from collections import defaultdict
 from pathlib import Path
 
-from rlhf_ads.rewards import Brief, completion_logprobs, load_base
+from reward_models.learned import LearnedReward
+from rlhf_ads.rewards import Brief, completion_logprobs, load_base, render_prompt
 
 logger = logging.getLogger(__name__)
 VARY = ("audience", "tone", "keywords")
 
 
 def _varied(brief: Brief, vary: tuple[str, ...]) -> tuple:
+    """The brief's values of the `vary` fields, hashable (lists as tuples)."""
     return tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(brief, f) for f in vary))
 
 
@@ -74,7 +77,7 @@ class BriefSpecificity:
     briefs). vary: the fields a contrast takes from another brief. contrasts: how many per ad (each costs one
     forward of the scoring model over prompt and ad). None for a sample without a brief (a plain prompt).
 
-        - {function: brief_specificity, weight: 0.5, clip: 3.0,
+        - {function: brief_specificity, weight: 1.0, clip: 3.0,
            kwargs: {adapter: '{run_dir}/sft', contrast_from: 'bundled:briefs:train'}}
     """
 
@@ -82,7 +85,6 @@ class BriefSpecificity:
                  vary: list[str] | tuple[str, ...] = VARY, contrasts: int = 2, dtype: str = "auto",
                  batch_size: int = 16, seed: int = 0):
         from rlhf_ads.data import load_briefs
-        from rlhf_ads.data.briefs import render_prompt
 
         if contrasts < 1:
             raise ValueError(f"brief_specificity: contrasts must be at least 1, got {contrasts}")
@@ -93,19 +95,16 @@ class BriefSpecificity:
         self.model, self.tokenizer = load_base(base, dtype=dtype, adapter=adapter)
         self.model.eval()
         self.contrasts = ContrastBriefs(load_briefs(contrast_from), tuple(vary), contrasts, seed)
-        self.render = render_prompt
         self.batch_size = batch_size
         logger.info("brief_specificity: %s on %s, %d contrasts varying %s from %s", adapter, base, contrasts,
                     ", ".join(vary), contrast_from)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float | None]:
-        from reward_models.learned import LearnedReward
-
         briefs = LearnedReward.briefs(prompts, columns)
         pairs: list[tuple[int, str, str]] = []  # (sample, prompt, ad): each sample's own brief first
         for index, (brief, ad) in enumerate(zip(briefs, completions)):
             if brief is not None:
-                pairs += [(index, self.render(b, self.tokenizer), ad) for b in [brief, *self.contrasts(brief)]]
+                pairs += [(index, render_prompt(b, self.tokenizer), ad) for b in [brief, *self.contrasts(brief)]]
         logprobs = completion_logprobs(self.model, self.tokenizer, [p for _, p, _ in pairs], [a for _, _, a in pairs],
                                        batch_size=self.batch_size)
         per_sample: dict[int, list[float]] = defaultdict(list)
@@ -125,8 +124,6 @@ def _pointwise_mi(logprobs: list[float]) -> float:
 
 def _adapter_base(adapter: str) -> str:
     """The base model a PEFT adapter folder names."""
-    import json
-
     config = Path(adapter) / "adapter_config.json"
     if not config.is_file():
         raise ValueError(f"brief_specificity: '{adapter}' holds no PEFT adapter (adapter_config.json); give `base`")

@@ -8,7 +8,7 @@ import importlib
 
 _SOURCES = {
     "rlhf_ads.data.briefs": ["SCORER_INPUT", "Brief", "brief_context", "brief_from_row", "rater_mean_scores",
-                             "scorer_text"],
+                             "render_prompt", "scorer_text"],
     "rlhf_ads.lint": ["PolicyContext", "Violation", "ad_words", "context_for", "fold_plural", "keywords_present",
                       "lint", "term_pattern"],
     "rlhf_ads.modeling": ["encode_for_scoring", "load_base", "load_sequence_scorer", "score_sequences"],
