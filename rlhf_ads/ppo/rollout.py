@@ -153,7 +153,8 @@ def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[
         mask = padded["attention_mask"].bool()
         response = torch.where(mask, padded["input_ids"], tokenizer.pad_token_id)
         rollout = Rollout(query.to(model.device), query_mask.to(model.device), response.to(model.device),
-                          mask.to(model.device), torch.ones(len(rows), dtype=torch.bool), list(completions[chunk]))
+                          mask.to(model.device), torch.ones(len(rows), dtype=torch.bool, device=model.device),
+                          list(completions[chunk]))
         logprobs = response_logprobs(model, rollout, temperature=1.0)
         totals += (logprobs * rollout.response_mask).sum(1).tolist()
     return totals
