@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from rlhf_ads.rewards import (SCORER_INPUT, Brief, brief_context, brief_from_row, load_sequence_scorer, rater_mean_scores,
+from reward_models._columns import sample_briefs
+from rlhf_ads.rewards import (SCORER_INPUT, brief_context, load_sequence_scorer, rater_mean_scores,
                               score_sequences)
 
 
@@ -39,19 +40,12 @@ class LearnedReward:
         self.raters = [rater] if rater is not None else (known or [None])
         self.reads_fit = self.meta.get("input") == SCORER_INPUT  # older scorers read the ad without its fit
 
-    @staticmethod
-    def briefs(prompts: list[str], columns: dict) -> list[Brief | None]:
-        """Each sample's Brief from the brief columns, or None for a sample without a product (a plain prompt)."""
-        rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) == len(prompts)}
-                for i in range(len(prompts))]
-        return [brief_from_row(row) if row.get("product") else None for row in rows]
-
     def logits(self, completions: list[str], prompts: list[str], columns: dict) -> list[float]:
         """Raw head outputs, one per completion (the mean over self.raters)."""
         def score(texts: list[str]) -> list[float]:
             return score_sequences(self.model, self.tokenizer, texts, batch_size=self.batch_size,
                                    max_length=self.max_length)
-        briefs = self.briefs(prompts, columns)
+        briefs = sample_briefs(prompts, columns)
         contexts = [prompt if brief is None else brief_context(brief) for prompt, brief in zip(prompts, briefs)]
         return rater_mean_scores(score, contexts, completions, self.raters, briefs if self.reads_fit else None)
 

@@ -24,7 +24,7 @@ import zlib
 from collections import defaultdict
 from pathlib import Path
 
-from reward_models.learned import LearnedReward
+from reward_models._columns import sample_briefs
 from rlhf_ads.rewards import Brief, completion_logprobs, load_base, render_prompt
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class BriefSpecificity:
                     ", ".join(vary), contrast_from)
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float | None]:
-        briefs = LearnedReward.briefs(prompts, columns)
+        briefs = sample_briefs(prompts, columns)
         pairs: list[tuple[int, str, str]] = []  # (sample, prompt, ad): each sample's own brief first
         for index, (brief, ad) in enumerate(zip(briefs, completions)):
             if brief is not None:

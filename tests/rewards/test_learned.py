@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from reward_models._columns import sample_briefs
 from reward_models.learned import ClickThroughReward, LearnedReward
 from rlhf_ads.config import LoraSettings
 from rlhf_ads.errors import ModelLoadError
@@ -69,7 +70,7 @@ def test_brief_columns_become_the_trained_context(tmp_path, tiny_model_dir):
     model, tokenizer, reward = saved_full_scorer(tmp_path, tiny_model_dir)
     columns = dict(platform=["google_rsa"], field=["headline"], brand=["Ridgeline"], product=["trail shoe"],
                    keywords=[["trail shoes"]], tone=["friendly"], landing_page=["Trail shoe at $129."])
-    brief = reward.briefs(["ignored chat prompt"], columns)[0]
+    brief = sample_briefs(["ignored chat prompt"], columns)[0]
     context = brief_context(brief)
     assert context.startswith("google_rsa headline (max 30 chars) | brand: Ridgeline") and "trail shoes" in context
     model.eval()
