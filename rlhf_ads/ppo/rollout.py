@@ -38,12 +38,14 @@ class Rollout:
                        self.contains_eos[index], [self.texts[i] for i in index.tolist()])
 
 
-def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-padded prompt ids (B, P) and mask; prompts longer than `max_prompt_tokens` lose their start.
-    Returns (ids, mask, number of prompts cut)."""
+def encode_prompts(tokenizer, prompts: list[str],
+                   max_prompt_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded prompt ids (B, P) and mask; prompts longer than `max_prompt_tokens` (None: no limit) lose their
+    start. Returns (ids, mask, number of prompts cut)."""
     rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    cut = sum(len(r) > max_prompt_tokens for r in rows)
-    rows = [r[-max_prompt_tokens:] for r in rows]
+    cut = 0 if max_prompt_tokens is None else sum(len(r) > max_prompt_tokens for r in rows)
+    if cut:
+        rows = [r[-max_prompt_tokens:] for r in rows]
     batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding_side="left")
     return batch["input_ids"], batch["attention_mask"], cut
 
@@ -146,7 +148,7 @@ def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[
     totals: list[float] = []
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
-        query, query_mask, _ = encode_prompts(tokenizer, prompts[chunk], max_prompt_tokens=10**9)
+        query, query_mask, _ = encode_prompts(tokenizer, prompts[chunk], max_prompt_tokens=None)
         rows = [ids + [tokenizer.eos_token_id] for ids in
                 tokenizer(completions[chunk], add_special_tokens=False)["input_ids"]]
         padded = tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding_side="right")
