@@ -4,6 +4,7 @@ diversity within the batch and against the recent rollouts."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from reward_models._columns import per_sample, per_sample_lists
 from rlhf_ads.rewards import ad_words, fold_plural, keywords_present, term_pattern
@@ -121,8 +122,17 @@ def batch_diversity(completions: list[str], prompts: list[str], n: int = 2, **co
 
 
 class RecentDiversity:
-    """Diversity against the policy's recent ads, in [0, 1]: 1 minus the highest n-gram Jaccard similarity to
-    any other ad of the batch or of the last `window` ads PPO sampled (None when there is nothing to compare).
+    """Diversity against the policy's recent ads, in [0, 1], compared with the other ads of the batch and the
+    last `window` ads PPO sampled (None when there is nothing to compare). `score`:
+
+    - `closest`: 1 minus the ad's highest n-gram Jaccard similarity to any one of them;
+    - `shared`: 1 minus the mean over the ad's distinct n-grams of how widely each is shared, min(1, df / (shared_at
+      x N)), df being how many of the N compared ads hold it: an n-gram in `shared_at` of them (5%: a frame's
+      words, `learn more`, `looking for`) costs in full, one in a single other ad 1 / (shared_at x N). What distinct-2
+      counts is every shared bigram, and a frame with varying facts keeps each ad's closest match low, so `closest`
+      pays for the frame where `shared` does not. With `skip_prompt_words`, n-grams made only of words of the ad's
+      own prompt (its keywords, product, landing-page facts: what the brief asks for) are left out of the mean, so
+      that ads for one product may share what their briefs share.
 
     A batch of 16 rarely holds two briefs for the same product, so `batch_diversity` sees a template only
     through its fixed words; across a few hundred rollouts the template's ads for the same product are near
@@ -131,22 +141,47 @@ class RecentDiversity:
     scoring alone (validation, evaluation, best-of-n, GRPO/RLOO) never changes the window.
 
         recent_diversity:
-          kwargs: {window: 256, n: 2}
+          kwargs: {window: 256, n: 2, score: shared, shared_at: 0.05, skip_prompt_words: true}
     """
 
-    def __init__(self, window: int = 256, n: int = 2):
+    def __init__(self, window: int = 256, n: int = 2, score: str = "closest", shared_at: float = 0.05,
+                 skip_prompt_words: bool = False):
         if window < 1 or n < 1:
             raise ValueError(f"recent_diversity needs window >= 1 and n >= 1, got window={window}, n={n}")
-        self.window, self.n = window, n
+        if score not in ("closest", "shared"):
+            raise ValueError(f"recent_diversity's score is 'closest' or 'shared', got {score!r}")
+        if not 0 < shared_at <= 1:
+            raise ValueError(f"recent_diversity needs 0 < shared_at <= 1, got {shared_at}")
+        if skip_prompt_words and score != "shared":
+            raise ValueError("recent_diversity's skip_prompt_words needs score: shared")
+        self.window, self.n, self.score, self.shared_at = window, n, score, shared_at
+        self.skip_prompt_words = skip_prompt_words
         self.recent: list[str] = []
         self._recent_sets: list[frozenset] = []
 
     def __call__(self, completions: list[str], prompts: list[str], **columns) -> list[float | None]:
         sets = [_gram_set(t, self.n) for t in completions]
+        if self.score == "shared":
+            return self._unshared(sets, prompts)
         scores = []
         for i, mine in enumerate(sets):
             others = self._recent_sets + sets[:i] + sets[i + 1:]
             scores.append(1.0 - _closest_overlap(mine, others) if others else None)
+        return scores
+
+    def _unshared(self, sets: list[frozenset], prompts: list[str]) -> list[float | None]:
+        """The `shared` score of each ad's n-gram set against the window and the batch's other ads."""
+        others = len(self._recent_sets) + len(sets) - 1
+        if others == 0:
+            return [None] * len(sets)
+        counts = Counter(gram for grams in self._recent_sets + sets for gram in grams)
+        full = self.shared_at * others
+        scores = []
+        for mine, prompt in zip(sets, prompts):
+            if self.skip_prompt_words:
+                asked = set(ad_words(prompt))
+                mine = [gram for gram in mine if not asked.issuperset(gram)]
+            scores.append(1.0 - sum(min(1.0, (counts[g] - 1) / full) for g in mine) / len(mine) if mine else 1.0)
         return scores
 
     def observe(self, completions: list[str]) -> None:

@@ -37,7 +37,8 @@ SHIPPED: dict[str, ShippedReward] = {
                                      "1 minus the ad's highest n-gram overlap with another ad of the batch"),
     "recent_diversity": ShippedReward("reward_models.copy_quality:RecentDiversity",
                                       "1 minus the ad's highest n-gram overlap with the batch's and PPO's last "
-                                      "`window` ads"),
+                                      "`window` ads (`score: shared`: minus how widely the recent ads share each "
+                                      "of its n-grams)"),
     "brief_specificity": ShippedReward("reward_models.specificity:BriefSpecificity",
                                        "how much likelier the SFT model finds the ad under its own brief than under "
                                        "the product's other briefs (nats): what only its brief asks for"),

@@ -140,3 +140,24 @@ def test_recent_diversity_remembers_what_ppo_shows_it_and_nothing_else():
     assert recent([roses], [""]) == [1.0]
     with pytest.raises(ValueError, match="window >= 1"):
         RecentDiversity(window=0)
+
+
+def test_recent_diversity_shared_counts_every_ngram_the_recent_ads_share():
+    recent = RecentDiversity(window=4, score="shared", shared_at=0.5)
+    assert recent(["learn more here"], [""]) == [None]
+    recent.observe(["learn more today", "learn more now", "fresh roses delivered"])
+    # 4 other ads each; a bigram in 2 of them (0.5 x 4) costs in full: `learn more` (2 recent ads) does, `more here`
+    # (in none) does not, so the first ad keeps half; a bigram only the batch's other ad shares costs 1/2
+    assert recent(["learn more here", "plan sprints fast"], [""] * 2) == [0.5, 1.0]
+    assert recent(["plan sprints fast", "plan sprints fast"], [""] * 2) == [0.5, 0.5]
+    # n-grams of the ad's own prompt's words are not counted: the first ad's prompt holds all its words; for the
+    # second, `learn more` costs in full (3 other ads) and `more here` half (the first ad)
+    skipping = RecentDiversity(window=4, score="shared", shared_at=0.5, skip_prompt_words=True)
+    skipping.observe(["learn more today", "learn more now", "fresh roses delivered"])
+    assert skipping(["learn more here", "learn more here"], ["Learn more here.", "Write an ad."]) == [1.0, 0.25]
+    with pytest.raises(ValueError, match="'closest' or 'shared'"):
+        RecentDiversity(score="nearest")
+    with pytest.raises(ValueError, match="shared_at"):
+        RecentDiversity(score="shared", shared_at=0)
+    with pytest.raises(ValueError, match="skip_prompt_words needs score: shared"):
+        RecentDiversity(skip_prompt_words=True)
