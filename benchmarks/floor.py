@@ -122,21 +122,32 @@ def step_work(sizes: dict, shapes: dict, batch: int, design: dict, micro_batch: 
     reads the policy's trunk: no value pass of its own, one backward), kept_first_pass (the update's first
     micro-batch of `micro_batch` rows runs its training forward while the old statistics are taken, and that
     forward also gives those rows' old log-probs: the policy's rollout pass covers only the other rows; the
-    kept forward is timed, and counted, as train_forward).
+    kept forward is timed, and counted, as train_forward). A recorded `shared_prefix` (ours:
+    ppo.share_prompt_start) is the number of tokens every prompt starts with that each pass runs once for all
+    its rows: each pass over n rows saves n - 1 forwards of them.
     """
     length = shapes["prompt_width"] + shapes["response_width"]
+    shared_start = forward_flops(sizes, 1, shapes.get("shared_prefix", 0), with_head=False)
+
+    def saved(rows: int, passes: int) -> float:  # the shared start's forwards a phase does not run
+        return (rows - passes) * shared_start
+
+    update_passes = -(-batch // micro_batch)
     policy = forward_flops(sizes, batch, length, with_head=True)
     trunk = forward_flops(sizes, batch, length, with_head=False)
     reward_length = shapes.get("reward_tokens", batch * length) / batch
-    value = 0.0 if design.get("shared_critic") else trunk
-    backward = policy * (2 if design["policy_full"] else 1) + value * (2 if design["value_full"] else 1)
+    value_rollout = 0.0 if design.get("shared_critic") else trunk - saved(batch, 1)
+    value = 0.0 if design.get("shared_critic") else trunk - saved(batch, update_passes)
+    train_policy = policy - saved(batch, update_passes)
+    backward = train_policy * (2 if design["policy_full"] else 1) + value * (2 if design["value_full"] else 1)
     if design.get("recompute"):
         backward += trunk + value
-    policy_rollout = policy * (1 - micro_batch / batch if design.get("kept_first_pass") else 1)
-    return {"rollout_logprobs": policy + (policy_rollout if design["policy_logprob_pass"] else 0),
-            "rollout_values": value,
+    rollout_rows = batch - micro_batch if design.get("kept_first_pass") else batch
+    policy_rollout = policy * rollout_rows / batch - saved(rollout_rows, 1)
+    return {"rollout_logprobs": policy - saved(batch, 1) + (policy_rollout if design["policy_logprob_pass"] else 0),
+            "rollout_values": value_rollout,
             "reward": forward_flops(sizes, batch, int(reward_length), with_head=False),
-            "train_forward": policy + value,
+            "train_forward": train_policy + value,
             "backward": backward}
 
 

@@ -73,6 +73,7 @@ def install_timers(timer: PhaseTimer, prompts_seen: list) -> None:
     def record_rollout(shapes, rollout, args, kwargs):
         shapes["response_width"] = rollout.response.shape[1]
         shapes["response_tokens"] = int(rollout.response_mask.sum())
+        shapes["shared_prefix"] = rollout.shared_prefix
 
     def record_reward_tokens(shapes, ids, args, kwargs):
         shapes["reward_tokens"] = shapes.get("reward_tokens", 0) + len(ids) * max(map(len, ids))

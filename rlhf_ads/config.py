@@ -204,6 +204,12 @@ class PPOStageConfig:
         "and made each step of the benchmark 6.2 s instead of 8.7 s in bf16 (benchmarks/RESULTS.md), paid back after "
         "about 40 steps. 'auto': on for runs of at least 40 steps, except with "
         "model.load_in_4bit, gradient checkpointing, DeepSpeed or models: separate, where 'always' is an error; 'never': eager."))
+    share_prompt_start: bool = option(True, help=(
+        "Run the tokens every prompt of a rollout starts with (the chat template's opening, a system prompt) once "
+        "per forward pass instead of once per row, sharing their keys and values across the rows (and summing "
+        "their gradients); the numbers are the plain forward's to rounding. Off, whatever this says, with "
+        "ppo.training.gradient_checkpointing (which drops the cache) and with ppo.compile on (the compiled layers "
+        "would recompile once per layer for the cache)."))
     steps: int = option(20, help="PPO steps (each: one rollout batch, then ppo_epochs of updates).")
     batch_size: int = option(8, help="Prompts per rollout.")
     mini_batch_size: int = option(4, help=(

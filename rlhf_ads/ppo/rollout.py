@@ -2,7 +2,8 @@
 token log-probs and values on the same (query + response) sequences.
 
 Shapes: query (B, P) left-padded; response (B, R) right-padded; full sequence (B, P + R).
-Position ids come from the attention mask (cumulative sum), so left padding does not shift them.
+Position ids come from the attention mask (cumulative sum), so left padding does not shift them. Forwards over
+the sequences run the prompts' common start once (ppo/shared_prefix.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from rlhf_ads.generation import until_first_stop
 from rlhf_ads.ppo.decoding import generation_kwargs
 from rlhf_ads.ppo.losses import INVALID_LOGPROB
+from rlhf_ads.ppo.shared_prefix import common_prefix_length, last_hidden_state
 from rlhf_ads.ppo.token_logprobs import token_logprobs
 
 
@@ -27,6 +29,7 @@ class Rollout:
     response_mask: torch.Tensor
     contains_eos: torch.Tensor  # (B,) bool
     texts: list[str]
+    shared_prefix: int = 0  # tokens every query row starts with, run once per forward (0: none)
 
     @property
     def sequence(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +38,7 @@ class Rollout:
 
     def select(self, index: torch.Tensor) -> "Rollout":
         return Rollout(self.query[index], self.query_mask[index], self.response[index], self.response_mask[index],
-                       self.contains_eos[index], [self.texts[i] for i in index.tolist()])
+                       self.contains_eos[index], [self.texts[i] for i in index.tolist()], self.shared_prefix)
 
 
 def encode_prompts(tokenizer, prompts: list[str],
@@ -59,11 +62,13 @@ def truncate_at_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -
 
 @torch.no_grad()
 def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-           top_p: float, kv_cache: str = "dynamic", compiled: bool = False) -> Rollout:
+           top_p: float, kv_cache: str = "dynamic", compiled: bool = False,
+           share_prompt_start: bool = False) -> Rollout:
     """Sample one response per prompt with the KV cache ('dynamic' or 'static', ppo.kv_cache; `compiled`: a
     static cache and a compiled decoding step, ppo/decoding.py); cut at the first stop token. The sampler's
     own log-probs are not kept: the cached decoding rounds differently from the full forward the update
-    runs, so the old log-probs come from that forward (`response_logprobs`, `response_stats`)."""
+    runs, so the old log-probs come from that forward (`response_logprobs`, `response_stats`). With
+    `share_prompt_start` those forwards run the prompts' common start once (Rollout.shared_prefix)."""
     out = model.generate(input_ids=query, attention_mask=query_mask, return_dict_in_generate=True,
                          **generation_kwargs(model, query.shape[1], max_new_tokens=max_new_tokens,
                                             temperature=temperature, top_p=top_p,
@@ -73,11 +78,8 @@ def sample(model, tokenizer, query: torch.Tensor, query_mask: torch.Tensor, *, m
     response, mask, contains_eos = truncate_at_stop(out.sequences[:, query.shape[1]:], stop_ids, tokenizer.pad_token_id)
     texts = [t.strip() for t in tokenizer.batch_decode(torch.where(mask, response, tokenizer.pad_token_id),
                                                        skip_special_tokens=True)]
-    return Rollout(query, query_mask, response, mask, contains_eos, texts)
-
-
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.cumsum(1) - 1).clamp(min=0)
+    return Rollout(query, query_mask, response, mask, contains_eos, texts,
+                   common_prefix_length(query, query_mask) if share_prompt_start else 0)
 
 
 def causal_lm_parts(model) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -91,8 +93,7 @@ def _response_hidden_states(trunk, rollout: Rollout) -> torch.Tensor:
     """The trunk's last hidden state at the position before each response token (B, R, H), contiguous: the
     logit at t predicts token t + 1. A strided slice would send the heads' matmuls down PyTorch's batched path,
     which copies the LM head's weight once per row (B x V x H: 0.45 GB per call for B=8 in bf16)."""
-    ids, mask = rollout.sequence
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False).last_hidden_state
+    hidden = last_hidden_state(trunk, *rollout.sequence, rollout.shared_prefix)
     return hidden[:, -(rollout.response.shape[1] + 1):-1].contiguous()
 
 
@@ -156,7 +157,7 @@ def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[
         response = torch.where(mask, padded["input_ids"], tokenizer.pad_token_id)
         rollout = Rollout(query.to(model.device), query_mask.to(model.device), response.to(model.device),
                           mask.to(model.device), torch.ones(len(rows), dtype=torch.bool, device=model.device),
-                          list(completions[chunk]))
+                          list(completions[chunk]), common_prefix_length(query, query_mask))
         logprobs = response_logprobs(model, rollout, temperature=1.0)
         totals += (logprobs * rollout.response_mask).sum(1).tolist()
     return totals

@@ -218,6 +218,12 @@ def _named_trainable(actor_critic: ActorCritic):
         yield from ((f"{role}.{i}", p) for i, p in enumerate(params))
 
 
+def shares_prompt_start(cfg, actor_critic) -> bool:
+    """ppo.share_prompt_start where it runs: not with gradient checkpointing (Hugging Face drops the cache in
+    checkpointed layers) nor with compiled layers (each layer would recompile for the cache)."""
+    return cfg.share_prompt_start and not cfg.training.gradient_checkpointing and not actor_critic.compiled
+
+
 def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, rewards: CompositeReward, rows: list[dict],
              step: int, out_dir: Path, tracker: tracking.RunTracker | None = None) -> dict:
     """One PPO step; returns its metrics, averaged over ranks (the main process appends them to
@@ -232,7 +238,8 @@ def ppo_step(recipe: Recipe, actor_critic: ActorCritic, optimization, kl_ctl, re
     with optimization.generation(), actor_critic.decoding():
         rollout = sample(actor_critic.sampler(), actor_critic.tokenizer, query, query_mask,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                         kv_cache=cfg.kv_cache, compiled=actor_critic.compiled_decoding)
+                         kv_cache=cfg.kv_cache, compiled=actor_critic.compiled_decoding,
+                         share_prompt_start=shares_prompt_start(cfg, actor_critic))
     timer = PhaseClock(started, "rollout")
     # 2. scores from the reward mix; responses that never stop are penalized
     columns = reward_columns(batch_rows)

@@ -323,6 +323,30 @@ def test_gradient_checkpointing_gives_the_same_run(tmp_path, tiny_model_dir):
     assert checkpointed[1]["ppo/kl"] == pytest.approx(plain[1]["ppo/kl"], rel=1e-3, abs=1e-4)
 
 
+def test_sharing_the_prompts_start_gives_the_same_run(tmp_path, tiny_model_dir, monkeypatch):
+    """The chat template's opening runs once per forward (ppo.share_prompt_start): the same run to rounding.
+    The prompts are kept whole (the tiny tokenizer makes them ~600 tokens; cut from the left, they would share
+    nothing)."""
+    shared_lengths = []
+    sample = trainer.sample
+
+    def record(*args, **kwargs):
+        rollout = sample(*args, **kwargs)
+        shared_lengths.append(rollout.shared_prefix)
+        return rollout
+
+    monkeypatch.setattr(trainer, "sample", record)
+    reward = write_reward(tmp_path, LENGTH_REWARD)
+    whole = ("ppo.steps=2", "ppo.max_prompt_tokens=1024")
+    trainer.run(recipe(tmp_path / "shared", tiny_model_dir, reward, *whole))
+    trainer.run(recipe(tmp_path / "plain", tiny_model_dir, reward, *whole, "ppo.share_prompt_start=false"))
+    assert min(shared_lengths[:2]) >= 8 and shared_lengths[2:] == [0, 0]
+    shared, plain = read_metrics(tmp_path / "shared"), read_metrics(tmp_path / "plain")
+    assert shared[0]["ppo/score"] == plain[0]["ppo/score"]  # same first rollout
+    for key in ("ppo/policy_loss", "ppo/value_loss", "ppo/kl"):
+        assert shared[1][key] == pytest.approx(plain[1][key], rel=1e-3, abs=1e-5), key
+
+
 def test_a_static_kv_cache_samples_the_same_rollouts(tmp_path, tiny_model_dir, monkeypatch):
     """ppo.kv_cache: static preallocates the cache (compiled decoding on GPUs): the same tokens as the default."""
     from transformers import GenerationMixin
