@@ -93,9 +93,11 @@ def merge(summaries: list[dict]) -> dict:
 
 
 def defaults_and_compile(results: list[dict], ours_default_dtype: str, amx: bool) -> dict:
-    """The summary's default-vs-default ratios (short and long runs) and compile costs."""
+    """The summary's default-vs-default ratios (short and long runs: long ones compile only on a CPU with AMX,
+    ppo/compiled.py's compile_pays) and compile costs."""
     return {"default_vs_default": default_ratio(results, ours_default_dtype, amx),
-            "long_run_default_vs_default": default_ratio(results, ours_default_dtype, amx, LONG_RUN_DEFAULT),
+            "long_run_default_vs_default": (default_ratio(results, ours_default_dtype, amx, LONG_RUN_DEFAULT)
+                                            if amx else None),
             "compile_costs": compile_costs(results)}
 
 
@@ -143,8 +145,13 @@ def _targets(summary: dict) -> list[str]:
                          f"{_yes(c['memory_target_met'])}); both at once: {_yes(both)}."
                          + (f" Ceiling: our step at its floor would be x{c['speed_ceiling']:.2f} the peer's "
                             "measured speed." if c.get("speed_ceiling") else ""))
-    for key, which in (("long_run_default_vs_default", "for runs of >= 40 steps, where ppo.compile auto compiles"),
-                       ("default_vs_default", "for runs this short, eager")):
+    if summary.get("machine", {}).get("cpu", {}).get("amx"):
+        runs = [("long_run_default_vs_default", "for runs of >= 40 steps, where ppo.compile auto compiles"),
+                ("default_vs_default", "for runs this short, eager")]
+    else:
+        runs = [("default_vs_default", "(eager at any run length: ppo.compile auto does not compile on a CPU "
+                                       "without AMX)")]
+    for key, which in runs:
         if d := summary.get(key):
             lines.append(f"- Defaults (ours: dtype auto = {summary['ours_default_dtype']} here, the stage's defaults "
                          f"{which}; peer: four full fp32 models): speed **x{d['speed_ratio']:.2f}** (target >= "
@@ -152,9 +159,10 @@ def _targets(summary: dict) -> list[str]:
                          f"{_yes(d['target_met'])}), memory x{d['memory_ratio']:.2f}.")
     for dtype, c in summary.get("compile_costs", {}).items():
         payback = f", paid back after {c['payback_steps']:.0f} steps" if c["payback_steps"] else ""
+        later = (f"each later step {c['saved_per_step_s']:.2f} s shorter{payback}" if c["saved_per_step_s"] > 0 else
+                 f"each later step {-c['saved_per_step_s']:.2f} s longer: never paid back")
         lines.append(f"- ppo.compile, {dtype}: the first step took {c['first_step_extra_s']:.0f} s longer than eager's "
-                     f"(compiling from an empty inductor cache), each later step {c['saved_per_step_s']:.2f} s "
-                     f"shorter{payback}.")
+                     f"(compiling from an empty inductor cache), {later}.")
     return lines
 
 

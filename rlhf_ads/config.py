@@ -202,7 +202,8 @@ class PPOStageConfig:
         "torch.compile the base's transformer layers for the update and the rollout's scoring passes, and decoding "
         "through the merged copy with a static cache. On a 2-core CPU with AMX it cost about 90 s once per run "
         "and made each step of the benchmark 6.2 s instead of 8.7 s in bf16 (benchmarks/RESULTS.md), paid back after "
-        "about 40 steps. 'auto': on for runs of at least 40 steps, except with "
+        "about 40 steps. 'auto': on for runs of at least 40 steps on a GPU or a CPU with AMX (on a CPU without, eager "
+        "steps with ppo.share_prompt_start measured faster), except with "
         "model.load_in_4bit, gradient checkpointing, DeepSpeed or models: separate, where 'always' is an error; 'never': eager."))
     share_prompt_start: bool = option(True, help=(
         "Run the tokens every prompt of a rollout starts with (the chat template's opening, a system prompt) once "

@@ -48,13 +48,15 @@ def resolve_dtype(dtype: str) -> str:
     """'auto' -> 'bf16' on a GPU or an AMX CPU (bf16 is the fast path there), else 'fp32'."""
     if dtype != "auto":
         return dtype
-    if torch.cuda.is_available():
-        return "bf16"
+    return "bf16" if torch.cuda.is_available() or cpu_has_amx() else "fp32"
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bf16 tiles (/proc/cpuinfo's amx_bf16 flag; False where it cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
-        return "fp32"
-    return "bf16" if "amx_bf16" in flags else "fp32"
+        return False
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -21,15 +21,23 @@ from __future__ import annotations
 import torch
 
 from rlhf_ads.errors import ConfigError
-from rlhf_ads.modeling import decoder_layers
+from rlhf_ads.modeling import cpu_has_amx, decoder_layers
 from rlhf_ads.private_apis import compile_rounding_like_eager
 
 AUTO_MIN_STEPS = 40  # benchmarks/RESULTS.md, 2-core CPU with AMX: ~90 s to compile, paid back after 29-76 steps
 
 
+def compile_pays() -> bool:
+    """Where 'auto' compiles: on a GPU, and on a CPU with AMX, where compiled steps beat eager ones by 15-20%
+    (measured before ppo.share_prompt_start, which compiled layers do not run); on a 2-core AMD EPYC without
+    AVX-512 (fp32) the compiled step was 3.5 s slower than the eager one with the start shared
+    (benchmarks/RESULTS.md)."""
+    return torch.cuda.is_available() or cpu_has_amx()
+
+
 def compile_wanted(recipe, under_deepspeed: bool) -> bool:
     """Whether ppo.compile applies: 'auto' compiles runs of at least AUTO_MIN_STEPS steps where it is
-    supported; 'always' where it is not is an error."""
+    supported and pays (compile_pays); 'always' where it is not supported is an error."""
     cfg = recipe.ppo
     unsupported = ("ppo.models: separate" if cfg.models == "separate" else
                    "model.load_in_4bit" if recipe.model.load_in_4bit else
@@ -38,7 +46,7 @@ def compile_wanted(recipe, under_deepspeed: bool) -> bool:
     if cfg.compile == "always" and unsupported:
         raise ConfigError(f"ppo.compile: always does not run with {unsupported}; use ppo.compile: never")
     if cfg.compile == "auto":
-        return unsupported is None and cfg.steps >= AUTO_MIN_STEPS
+        return unsupported is None and cfg.steps >= AUTO_MIN_STEPS and compile_pays()
     return cfg.compile == "always"
 
 

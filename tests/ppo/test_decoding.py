@@ -6,6 +6,7 @@ import torch
 
 from rlhf_ads import config
 from rlhf_ads.errors import ConfigError
+from rlhf_ads.ppo import compiled
 from rlhf_ads.ppo.compiled import AUTO_MIN_STEPS, compile_wanted
 from rlhf_ads.ppo.decoding import InverseCdfSampling
 
@@ -37,7 +38,8 @@ def ppo_recipe(*overrides: str):
     return config.load(None, ["model.base=unused", *overrides])
 
 
-def test_compile_auto_takes_long_runs_on_supported_setups_and_always_refuses_the_rest():
+def test_compile_auto_takes_long_runs_on_supported_setups_and_always_refuses_the_rest(monkeypatch):
+    monkeypatch.setattr(compiled, "compile_pays", lambda: True)
     assert not compile_wanted(ppo_recipe(f"ppo.steps={AUTO_MIN_STEPS - 1}"), under_deepspeed=False)
     assert compile_wanted(ppo_recipe(f"ppo.steps={AUTO_MIN_STEPS}"), under_deepspeed=False)
     assert not compile_wanted(ppo_recipe("ppo.steps=500"), under_deepspeed=True)
@@ -47,3 +49,12 @@ def test_compile_auto_takes_long_runs_on_supported_setups_and_always_refuses_the
         assert not compile_wanted(ppo_recipe("ppo.steps=500", unsupported), under_deepspeed=False)
         with pytest.raises(ConfigError, match="ppo.compile: always does not run with"):
             compile_wanted(ppo_recipe("ppo.compile=always", unsupported), under_deepspeed=False)
+
+
+@pytest.mark.parametrize("cuda,amx,expected", [(False, False, False), (False, True, True), (True, False, True)])
+def test_compile_auto_compiles_only_where_it_pays(monkeypatch, cuda, amx, expected):
+    """A CPU without AMX runs eager (with the prompts' start shared) even on long runs; 'always' still compiles."""
+    monkeypatch.setattr(compiled.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(compiled, "cpu_has_amx", lambda: amx)
+    assert compile_wanted(ppo_recipe(f"ppo.steps={AUTO_MIN_STEPS}"), under_deepspeed=False) is expected
+    assert compile_wanted(ppo_recipe(f"ppo.steps={AUTO_MIN_STEPS}", "ppo.compile=always"), under_deepspeed=False)
