@@ -40,14 +40,15 @@ def common_prefix_length(query: torch.Tensor, query_mask: torch.Tensor) -> int:
 
 def last_hidden_state(trunk: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, shared: int) -> torch.Tensor:
     """The trunk's last hidden state over rows `ids` (B, T) with attention mask (B, T) (left-padded prompts
-    followed by responses), whose real tokens all start with the same `shared` tokens. Returns (B, S, H) for
-    the rows' last S columns: S = T without the shared start (and the padding left of it), every row's own
-    tokens included; with `shared` below MIN_SHARED_TOKENS or a single row, the plain forward's (B, T, H)."""
+    followed by responses), whose real tokens all start with the same `shared` tokens. Returns (B, T - shared, H)
+    for the rows' last T - shared columns, every row's own tokens included (their width does not depend on which
+    of a rollout's rows are in the batch, so every pass over a row rounds alike); with `shared` below
+    MIN_SHARED_TOKENS or a single row, the plain forward's (B, T, H)."""
     if shared < MIN_SHARED_TOKENS or ids.shape[0] < 2:
         return trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                      use_cache=False).last_hidden_state
     starts = (mask.cumsum(1) == 0).sum(1)  # (B,): left padding of each row
-    first = int(starts.min()) + shared  # the first column any row's own tokens can occupy
+    first = shared  # the first column a row's own tokens can occupy (a row without padding)
     prefix = ids[:1, int(starts[0]):int(starts[0]) + shared]  # (1, shared)
     cache = DynamicCache(config=trunk.config)
     trunk(input_ids=prefix, use_cache=True, **{_cache_argument(trunk): cache})

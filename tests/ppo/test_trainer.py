@@ -566,7 +566,8 @@ def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_m
                                                                 compile):
     """Policy = reference = SFT at the start: the old log-probs come from the same forward as the update's
     and the reference's, so the KL in the first rewards is 0 and the first minibatch's ratios are 1; also
-    with compiled layers (ppo.compile), whose graphs with and without gradients must round alike."""
+    with compiled layers (ppo.compile), whose graphs with and without gradients must round alike. The prompts
+    are kept whole, so that the eager passes share their start (ppo.share_prompt_start)."""
     from tests.ppo.test_models import make_sft_adapter
 
     sft_dir = make_sft_adapter(tiny_model_dir, tmp_path / "sft")
@@ -580,6 +581,6 @@ def test_at_step_zero_the_kl_is_zero_and_the_first_ratio_is_one(tmp_path, tiny_m
     monkeypatch.setattr(update, "policy_loss", record)
     metrics = trainer.run(recipe(tmp_path, tiny_model_dir, write_reward(tmp_path, LENGTH_REWARD), "ppo.steps=1",
                                  f"model.dtype={dtype}", f"ppo.critic={critic}", f"ppo.sft={sft_dir}",
-                                 f"ppo.compile={compile}"))
+                                 f"ppo.compile={compile}", "ppo.max_prompt_tokens=1024"))
     assert metrics["ppo/kl"] == 0.0 and gaps[0] == 0.0
     assert max(gaps) > 0  # later minibatches see the updated policy
