@@ -6,8 +6,9 @@ row, in every pass of a PPO step (the old statistics, the reference, the update'
 Here they run once, as a batch of one, and the rows' own tokens attend to their keys and values, repeated
 over the batch through a KV cache; in a pass with gradients, the gradients of those keys and values sum over
 the rows on their way back into the shared start. The numbers are the plain forward's to rounding. Every pass
-over one rollout uses the same start length (`Rollout.shared_prefix`, fixed when the prompts are encoded), so
-passes over any of its rows compute alike and the old log-probs still equal the update's first ones.
+over one rollout uses the same start length (`Rollout.shared_prefix`, fixed when the prompts are encoded) and
+the same columns after it, so passes over any of its rows compute alike and the old log-probs still equal the
+update's first ones (bit for bit: tested at step 0, fp32 and bf16).
 
 Hugging Face's gradient checkpointing drops a layer's cache in training, so it cannot run with this; a pass
 that loses the cache raises instead of returning the unshared rows' numbers.
