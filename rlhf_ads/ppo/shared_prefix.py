@@ -49,17 +49,17 @@ def last_hidden_state(trunk: torch.nn.Module, ids: torch.Tensor, mask: torch.Ten
         return trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                      use_cache=False).last_hidden_state
     starts = (mask.cumsum(1) == 0).sum(1)  # (B,): left padding of each row
-    first = shared  # the first column a row's own tokens can occupy (a row without padding)
     prefix = ids[:1, int(starts[0]):int(starts[0]) + shared]  # (1, shared)
     cache = DynamicCache(config=trunk.config)
-    trunk(input_ids=prefix, use_cache=True, **{_cache_argument(trunk): cache})
+    with_cache = {_cache_argument(trunk): cache}
+    trunk(input_ids=prefix, use_cache=True, **with_cache)
     for layer in cache.layers:  # (1, heads, shared, d) -> (B, heads, shared, d)
         layer.batch_repeat_interleave(ids.shape[0])
-    columns = torch.arange(first, ids.shape[1], device=ids.device)
-    own = mask[:, first:] * (columns[None] >= (starts + shared)[:, None])  # (B, S): the shared start masked out
+    columns = torch.arange(shared, ids.shape[1], device=ids.device)  # a row without padding starts its own here
+    own = mask[:, shared:] * (columns[None] >= (starts + shared)[:, None])  # (B, S): the shared start masked out
     full_mask = torch.cat([own.new_ones(own.shape[0], shared), own], 1)  # (B, shared + S)
-    hidden = trunk(input_ids=ids[:, first:], attention_mask=full_mask, position_ids=shared + _positions(own),
-                   use_cache=True, **{_cache_argument(trunk): cache}).last_hidden_state
+    hidden = trunk(input_ids=ids[:, shared:], attention_mask=full_mask, position_ids=shared + _positions(own),
+                   use_cache=True, **with_cache).last_hidden_state
     if cache.get_seq_length() != shared + own.shape[1]:
         raise RlhfAdsError("a forward over a shared prompt start lost its KV cache (gradient checkpointing drops "
                            "it): run such passes with no shared start (Rollout.shared_prefix 0)")
